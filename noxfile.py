@@ -1,0 +1,54 @@
+"""Development sessions: ``nox -s tests``, ``lint``, ``typecheck``, ``fuzz``, ``bench``."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["tests", "lint", "typecheck"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.default_venv_backend = "venv"
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, with branch coverage of the package and of the core."""
+    session.install("-e", ".[test]")
+    session.run("coverage", "erase")
+    session.run("coverage", "run", "-m", "pytest", *session.posargs)
+    session.run("coverage", "combine", success_codes=[0, 1])
+    session.run("coverage", "report", "--skip-covered")
+    session.log("The sans-IO protocol core must keep at least 95% branch coverage:")
+    session.run(
+        "coverage", "report", "--include=smtp_recv/protocol/*", "--fail-under=95"
+    )
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package (trio ships its own type hints)."""
+    session.install("-e", ".[typecheck]")
+    session.run("mypy", "smtp_recv")
+
+
+@nox.session
+def fuzz(session: nox.Session) -> None:
+    """The hypothesis properties with a large example budget."""
+    session.install("-e", ".[test]")
+    session.run(
+        "pytest", "tests/protocol", "-k", "property", "--hypothesis-profile=fuzz", *session.posargs
+    )
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Throughput of the protocol core (and, with aiosmtpd, of the servers)."""
+    session.install("-e", ".")
+    session.run("python", "benchmarks/core_throughput.py", *session.posargs)

@@ -1,0 +1,123 @@
+"""Settings of a server: listeners, limits and timeouts, each with a safe default."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .protocol import limits
+
+MiB = 1 << 20
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """Where one listener accepts connections.
+
+    Args:
+        port: the TCP port; 0 picks a free one (tests).
+        host: the address to bind; ``None`` binds every interface.
+        enabled: ``False`` switches the listener off.
+        sockets: already-bound listening sockets to use instead of binding
+            (systemd socket activation passes them as ``LISTEN_FDS``; that is
+            how ports 25 and 465 are served without running as root).
+    """
+
+    port: int
+    host: str | None = None
+    enabled: bool = True
+    sockets: Sequence[socket.socket] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ServerConfig:
+    """Everything :func:`smtp_recv.serve` needs besides the hooks.
+
+    Every limit is per listener process; the defaults follow the RFCs and
+    Postfix's long-tested values, which are cited beside each field.
+    """
+
+    #: Our name in the greeting, EHLO reply and ``Received:`` headers.
+    hostname: str = field(default_factory=socket.getfqdn)
+    #: The public inbound listener (RFC 5321 port 25).
+    mx: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=25))
+    #: The implicit-TLS submission listener (RFC 8314 port 465).
+    submission: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=465))
+
+    # -- message limits ---------------------------------------------------
+    #: Largest message accepted, advertised as ``SIZE`` (RFC 1870).
+    max_message_size: int = 32 * MiB
+    #: Recipients per message; RFC 5321 4.5.3.1.8 requires at least 100.
+    max_recipients: int = 1000
+    #: Messages larger than this are spooled to a temporary file, not memory.
+    spool_threshold: int = 1 * MiB
+    #: Refuse (``550 5.5.2``) messages with a bare CR or LF in DATA, as the
+    #: SMTP smuggling advisories recommend; ``False`` passes them through
+    #: unchanged (they still never end a message).
+    reject_bare_line_endings: bool = True
+
+    # -- connection limits ------------------------------------------------
+    #: Concurrent connections over both listeners (``421 4.3.2`` beyond).
+    max_connections: int = 1000
+    #: Concurrent connections from one IP address (Postfix's
+    #: ``smtpd_client_connection_count_limit`` is 50; ``421 4.7.0`` beyond).
+    max_connections_per_ip: int = 20
+    #: Errors after which each further error is delayed (Postfix soft limit 10).
+    soft_error_limit: int = 3
+    #: Errors after which the session ends with ``421`` (Postfix hard limit 20).
+    hard_error_limit: int = 20
+    #: Seconds of delay per error past the soft limit; grows with each error.
+    error_delay: float = 1.0
+    #: Failed AUTH attempts per connection before ``421``.
+    max_auth_failures: int = 3
+    #: Failed AUTH attempts from one IP within ``auth_failure_window`` after
+    #: which further attempts get ``421 4.7.0`` without being checked.
+    max_auth_failures_per_ip: int = 10
+    #: Seconds a failed AUTH attempt counts against its IP.
+    auth_failure_window: float = 600.0
+    #: Seconds of delay before answering a failed AUTH, doubled per failure.
+    auth_failure_delay: float = 1.0
+
+    # -- timeouts (RFC 5321 4.5.3.2), in seconds --------------------------
+    #: Waiting for the next command (RFC 5321 4.5.3.2.7: at least 5 minutes).
+    command_timeout: float = 300.0
+    #: Once a command line has begun, time for the rest of it to arrive;
+    #: stops a client dribbling one byte at a time (slowloris).
+    command_line_timeout: float = 60.0
+    #: Waiting for the next piece of DATA (RFC 5321 4.5.3.2.5: 3 minutes).
+    data_block_timeout: float = 180.0
+    #: Minimum average rate of DATA and BDAT in bytes per second, measured
+    #: after ``data_rate_grace`` seconds.
+    min_data_rate: float = 1024.0
+    #: Seconds of DATA before the minimum rate applies.
+    data_rate_grace: float = 30.0
+    #: The TLS handshake (STARTTLS or implicit TLS).
+    tls_handshake_timeout: float = 30.0
+    #: A whole session, however active.
+    session_timeout: float = 3600.0
+    #: A hook call (Forward, Auth, SenderPolicy); the Mailer has ``mailer_timeout``.
+    hook_timeout: float = 60.0
+    #: A Mailer call (RFC 5321 4.5.3.2.6 gives the client 10 minutes for the
+    #: reply after DATA; we answer well before that).
+    mailer_timeout: float = 300.0
+    #: After ``serve`` is cancelled, how long a message in flight may take to
+    #: finish (its Mailer call included) before the session gets ``421``.
+    shutdown_grace: float = 30.0
+
+    # -- protocol options ---------------------------------------------------
+    #: Offer SMTPUTF8 (RFC 6531).
+    smtputf8: bool = True
+    #: Offer CHUNKING / BDAT (RFC 3030).
+    chunking: bool = True
+
+    def __post_init__(self) -> None:
+        if self.max_recipients < limits.MIN_RECIPIENTS:
+            raise ValueError(
+                f"max_recipients must be at least {limits.MIN_RECIPIENTS} (RFC 5321 4.5.3.1.8)"
+            )
+        for name in ("max_message_size", "max_connections", "max_connections_per_ip"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be positive")
+        if self.hard_error_limit < 1 or self.soft_error_limit < 0:
+            raise ValueError("error limits must be positive")

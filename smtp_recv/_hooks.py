@@ -1,0 +1,152 @@
+"""The four hooks through which a server hands decisions to the application.
+
+Each hook is a :class:`typing.Protocol`, so any object with the right methods
+fits; nothing needs to inherit from these classes.  The async ones may do I/O
+(a database, a queue, a remote API); the server applies its own deadlines
+around them, so a hook never needs a timeout of its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from ._mail import Mail, UserMail
+
+
+class Reject(Exception):
+    """Raised by a hook to give the client exactly this reply.
+
+    Any other exception from a hook is a temporary failure (``451 4.3.0``, or
+    ``454 4.7.0`` for :class:`Auth`), so the client retries and nothing is lost.
+    Raise :class:`Reject` for a decision, not for a failure::
+
+        raise smtp_recv.Reject(550, "5.7.1", "Mail from this sender is refused")
+
+    Args:
+        code: a 4xx or 5xx SMTP reply code.
+        enhanced: the RFC 3463 enhanced status code, e.g. ``"5.7.1"``.
+        text: the reply text; one line, printable ASCII.
+    """
+
+    def __init__(self, code: int, enhanced: str, text: str) -> None:
+        if not 400 <= code <= 599:
+            raise ValueError(f"Reject needs a 4xx or 5xx code, not {code}")
+        if enhanced[:1] != str(code)[0]:
+            raise ValueError(f"enhanced code {enhanced!r} does not match reply code {code}")
+        super().__init__(code, enhanced, text)
+        self.code = code
+        self.enhanced = enhanced
+        self.text = text
+
+
+@runtime_checkable
+class Forward(Protocol):
+    """Decides, at RCPT time on the MX listener, where a recipient's mail goes."""
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        """Return the forwarding targets of ``recipient``.
+
+        An empty sequence means there is no such recipient, and the client gets
+        ``550 5.1.1``.  A local mailbox returns itself.  Checking at RCPT time,
+        not after DATA, lets the sending server bounce the message itself
+        instead of us accepting mail we then cannot deliver (backscatter).
+
+        Args:
+            recipient: the address as the client gave it, without angle brackets.
+        """
+        ...
+
+
+@runtime_checkable
+class Auth(Protocol):
+    """Checks AUTH PLAIN and AUTH LOGIN credentials on the submission listener."""
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        """Return the user id for good credentials, or ``None`` for bad ones.
+
+        ``None`` gives ``535 5.7.8``; an exception gives ``454 4.7.0`` (a
+        temporary failure: the client may retry later).
+
+        Args:
+            host: the SNI name the client asked for, or ``None`` without SNI;
+                lets one server host several domains with separate user bases.
+            username: the authentication identity.
+            password: the password, never logged by the server.
+        """
+        ...
+
+
+@runtime_checkable
+class SenderPolicy(Protocol):
+    """Decides which envelope senders an authenticated user may use."""
+
+    async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
+        """Return whether ``sender`` (``""`` for ``<>``) belongs to the user."""
+        ...
+
+
+class SenderIsLogin:
+    """The default :class:`SenderPolicy`: the sender must equal the login name.
+
+    Compared case-insensitively, as mail systems treat the domain part
+    case-insensitively and nearly all treat the local part so too.
+    """
+
+    async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
+        return sender.casefold() == username.casefold()
+
+
+@runtime_checkable
+class Mailer(Protocol):
+    """Takes responsibility for every accepted message.
+
+    The server replies ``250`` to the end of a message only after the method
+    returned; an exception gives ``451 4.3.0`` so the client retries, and a
+    :class:`Reject` gives its own reply.  Either way, nothing acknowledged is lost.
+    """
+
+    async def send(self, mail: UserMail) -> None:
+        """Take a message submitted by an authenticated user (submission listener)."""
+        ...
+
+    async def forward(self, mail: Mail) -> None:
+        """Take an inbound message for our recipients (MX listener)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Certificate:
+    """A certificate chain and its private key, as PEM files.
+
+    Args:
+        certfile: the certificate chain, leaf first.
+        keyfile: the private key; ``None`` when it is in ``certfile``.
+    """
+
+    certfile: Path
+    keyfile: Path | None = None
+
+
+@runtime_checkable
+class CertByHost(Protocol):
+    """Chooses the certificate for a TLS handshake from the SNI name.
+
+    The lookup is synchronous on purpose: Python's ``ssl`` module asks for the
+    certificate from inside the handshake (``SSLContext.sni_callback``), where
+    nothing can be awaited.  The alternative, reading and parsing the
+    ClientHello ourselves before the handshake, would put a hand-written TLS
+    parser in front of every connection.  Certificates change rarely, so keep
+    them in memory and refresh that map from a task of your own.
+    """
+
+    def get(self, host: str | None) -> Certificate | None:
+        """Return the certificate for ``host``, or ``None`` for the default.
+
+        ``host`` is ``None`` when the client sent no SNI (Postfix sends none by
+        default).  ``get(None)`` must return a certificate: it is the default
+        for clients without SNI and for names we do not know.
+        """
+        ...

@@ -1,0 +1,185 @@
+"""Typed events: what the core tells the application the client did.
+
+Some events need a *decision*: the application answers them with
+``ServerConnection.accept()`` or ``ServerConnection.reject(reply)`` before the
+core goes on to the next command (``next_event()`` returns ``PAUSED`` until
+then).  The others are notices: the core has already queued its reply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from ._replies import Reply
+
+
+class _Sentinel:
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __repr__(self) -> str:
+        return self._name
+
+
+#: ``next_event()`` needs more bytes: send ``data_to_send()``, then receive.
+NEED_DATA = _Sentinel("NEED_DATA")
+#: ``next_event()`` waits for the application: a decision is pending, or the
+#: connection is switching to TLS or is closed.
+PAUSED = _Sentinel("PAUSED")
+Sentinel = _Sentinel
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailParameters:
+    """The ESMTP parameters of MAIL FROM, parsed and validated."""
+
+    #: ``SIZE=`` (RFC 1870): the client's estimate, never trusted for framing.
+    size: int | None = None
+    #: ``BODY=`` (RFC 6152, RFC 3030): ``7BIT``, ``8BITMIME`` or ``BINARYMIME``.
+    body: Literal["7BIT", "8BITMIME", "BINARYMIME"] | None = None
+    #: ``SMTPUTF8`` (RFC 6531) was given.
+    smtputf8: bool = False
+    #: ``RET=`` (RFC 3461): ``FULL`` or ``HDRS``.
+    ret: Literal["FULL", "HDRS"] | None = None
+    #: ``ENVID=`` (RFC 3461), still xtext-encoded.
+    envid: str | None = None
+    #: ``AUTH=`` (RFC 4954 section 5), e.g. ``"<>"``; informational only.
+    auth: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RcptParameters:
+    """The ESMTP parameters of RCPT TO (RFC 3461 DSN)."""
+
+    #: ``NOTIFY=``: ``("NEVER",)`` or a subset of SUCCESS, FAILURE, DELAY.
+    notify: tuple[str, ...] | None = None
+    #: ``ORCPT=``: ``addr-type;xtext-address``, still xtext-encoded.
+    orcpt: str | None = None
+
+
+class Event:
+    """Base class of every event."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Hello(Event):
+    """HELO or EHLO was answered; any transaction was reset (RFC 5321 4.1.4)."""
+
+    #: The client's name for itself, as given.
+    name: str
+    #: ``True`` for EHLO.
+    extended: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailFrom(Event):
+    """Decision: MAIL FROM.  ``accept()`` opens the transaction."""
+
+    #: The reverse-path without brackets; ``""`` for the null sender ``<>``.
+    sender: str
+    parameters: MailParameters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RcptTo(Event):
+    """Decision: RCPT TO.  ``accept()`` adds the recipient."""
+
+    #: The forward-path without brackets (source routes stripped).
+    recipient: str
+    parameters: RcptParameters
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AuthCredentials(Event):
+    """Decision: a complete AUTH PLAIN or LOGIN exchange.
+
+    ``accept()`` sends ``235``; ``reject()`` with ``AUTH_FAILED`` sends ``535``.
+    """
+
+    mechanism: Literal["PLAIN", "LOGIN"]
+    #: The authorization identity (PLAIN only), ``""`` when absent.
+    authorization_id: str
+    username: str
+    #: Not shown in ``repr``: events end up in logs.
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataStarted(Event):
+    """DATA was answered with 354, or the first BDAT chunk began."""
+
+    #: ``True`` for BDAT, ``False`` for DATA.
+    chunked: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageData(Event):
+    """A piece of the message body, unstuffed (DATA) or verbatim (BDAT)."""
+
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageComplete(Event):
+    """Decision: the message ended (CRLF.CRLF or BDAT LAST).
+
+    Deliver it, then ``accept(reply)`` (``250``) or ``reject(reply)``.
+    """
+
+    sender: str
+    recipients: tuple[str, ...]
+    #: The message size in bytes, as delivered (after dot-unstuffing).
+    size: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageAborted(Event):
+    """The message ended but was refused by the core; discard what was received.
+
+    The reply (``552`` too big, ``550`` bare line ending) is already queued.
+    """
+
+    reply: Reply
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TransactionReset(Event):
+    """RSET, HELO or EHLO ended a transaction: drop any partial message."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CommandRejected(Event):
+    """The core refused a command; its reply is already queued.
+
+    ``error_count`` counts such errors in this session, for the I/O layer's
+    soft and hard error limits.
+    """
+
+    reply: Reply
+    error_count: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StartTLS(Event):
+    """STARTTLS was answered with 220.
+
+    The core is now paused for good: send ``data_to_send()``, discard
+    ``trailing_data`` (RFC 3207 section 4.2 / CVE-2011-0411), run the TLS
+    handshake and start a fresh ``ServerConnection`` on the TLS stream.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectionClosed(Event):
+    """The session is over: QUIT was answered, or the client closed (EOF).
+
+    ``reply`` is the 221 for QUIT, ``None`` for EOF.  A message under way at
+    EOF is dropped: nothing partial is delivered.
+    """
+
+    reply: Reply | None
