@@ -19,6 +19,7 @@ from ._hooks import (
     SenderPolicy,
 )
 from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
+from ._server import Listening, serve
 
 __version__ = "0.1.0"
 
@@ -28,6 +29,7 @@ __all__ = [
     "Certificate",
     "Forward",
     "ListenerConfig",
+    "Listening",
     "Mail",
     "Mailer",
     "MessageContent",
@@ -39,4 +41,5 @@ __all__ = [
     "ServerConfig",
     "TLSInfo",
     "UserMail",
+    "serve",
 ]

@@ -105,6 +105,15 @@ class ServerConfig:
     #: finish (its Mailer call included) before the session gets ``421``.
     shutdown_grace: float = 30.0
 
+    #: Seconds to wait before the greeting on the MX listener; a client that
+    #: talks in that time is refused (``554 5.5.0``), as Postfix's postscreen
+    #: does.  With 0, only bytes that are already there are caught.
+    greeting_delay: float = 0.0
+    #: Look up the client's name by reverse DNS for the ``Received:`` header.
+    reverse_dns: bool = True
+    #: Seconds a reverse DNS lookup may take before the header goes without.
+    reverse_dns_timeout: float = 2.0
+
     # -- protocol options ---------------------------------------------------
     #: Offer SMTPUTF8 (RFC 6531).
     smtputf8: bool = True

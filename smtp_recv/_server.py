@@ -1,1 +1,189 @@
-"""Placeholder; replaced by the trio servers."""
+"""``serve``: both listeners, their accept loops, and graceful shutdown.
+
+Shutdown works like hypercorn's.  Sessions run in a nursery inside a
+*shielded* cancel scope, so cancelling ``serve`` closes the listeners at
+once but does not cut sessions off.  Instead ``serve`` tells idle sessions to
+say ``421`` and go, lets sessions with a transaction under way finish it, and
+puts a deadline (``shutdown_grace``) on the shielded scope: whatever still
+runs then is cancelled, and only then does the cancellation leave ``serve``.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from ._config import ListenerConfig, ServerConfig
+from ._hooks import Auth, CertByHost, Forward, Mailer, SenderIsLogin, SenderPolicy
+from ._mail import Role
+from ._session import ServerContext, Session
+from ._tls import TLSContexts
+
+log = logging.getLogger("smtp_recv.server")
+
+# accept() errors that mean "out of resources right now", not "broken":
+# wait a moment and accept again (as trio.serve_listeners does).
+_ACCEPT_CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+_ACCEPT_BACKOFF = 0.1
+# Connections past max_connections still get a 421 greeting; past this many
+# more, they are closed without a word, so a flood cannot make us spend a
+# task (and, on 465, a TLS handshake) on each.
+_REFUSAL_HEADROOM = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Listening:
+    """Where ``serve`` listens, reported through ``task_status.started``."""
+
+    #: ``(host, port)`` of each MX socket (one per address family), or empty.
+    mx: tuple[tuple[str, int], ...]
+    #: ``(host, port)`` of each submission socket, or empty.
+    submission: tuple[tuple[str, int], ...]
+
+
+async def serve(
+    forward: Forward,
+    auth: Auth,
+    mailer: Mailer,
+    certs: CertByHost,
+    *,
+    config: ServerConfig | None = None,
+    sender_policy: SenderPolicy | None = None,
+    task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run the MX and submission listeners until cancelled.
+
+    Args:
+        forward: recipients on the MX listener, checked at RCPT time.
+        auth: credentials on the submission listener.
+        mailer: takes every accepted message before the client sees ``250``.
+        certs: the certificate for each SNI name (and the default).
+        config: listeners, limits and timeouts; ``ServerConfig()`` by default.
+        sender_policy: which senders an authenticated user may use; by
+            default the sender must be the login name.
+        task_status: ``started`` with a :class:`Listening` once both
+            listeners are bound, for ``nursery.start``.
+
+    Raises:
+        OSError: a listener could not be bound.
+        ValueError: ``certs.get(None)`` gave no default certificate.
+
+    Example::
+
+        async def main():
+            async with trio.open_nursery() as nursery:
+                listening = await nursery.start(
+                    functools.partial(smtp_recv.serve, forward, auth, mailer, certs)
+                )
+                print("MX on", listening.mx)
+                ...
+                nursery.cancel_scope.cancel()   # graceful shutdown
+    """
+    config = config or ServerConfig()
+    context = ServerContext(
+        config=config,
+        forward=forward,
+        auth=auth,
+        mailer=mailer,
+        sender_policy=sender_policy or SenderIsLogin(),
+        tls=TLSContexts(certs),
+    )
+    async with trio.open_nursery() as root:
+        host: _SessionHost = await root.start(_host_sessions)
+        try:
+            mx = await _open_listeners(config.mx)
+            submission = await _open_listeners(config.submission)
+            async with trio.open_nursery() as accepting:
+                for role, listeners in ((Role.MX, mx), (Role.SUBMISSION, submission)):
+                    for listener in listeners:
+                        accepting.start_soon(_accept, listener, role, context, host.nursery)
+                listening = Listening(mx=_addresses(mx), submission=_addresses(submission))
+                log.info("listening: mx %s, submission %s", listening.mx, listening.submission)
+                task_status.started(listening)
+        finally:
+            log.info("shutting down; %d sessions open", context.connections.total)
+            context.begin_shutdown()
+            host.finish(config.shutdown_grace)
+
+
+@dataclass(frozen=True, slots=True)
+class _SessionHost:
+    nursery: trio.Nursery
+    shield: trio.CancelScope
+    idle: trio.CancelScope
+
+    def finish(self, grace: float) -> None:
+        """Let the sessions end by themselves, for ``grace`` seconds at most."""
+        self.idle.cancel()
+        self.shield.deadline = trio.current_time() + grace
+
+
+async def _host_sessions(*, task_status: trio.TaskStatus[_SessionHost]) -> None:
+    with trio.CancelScope(shield=True) as shield:
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as idle:
+                task_status.started(_SessionHost(nursery, shield, idle))
+                await trio.sleep_forever()
+
+
+async def _open_listeners(listener: ListenerConfig) -> list[trio.SocketListener]:
+    if not listener.enabled:
+        return []
+    if listener.sockets:
+        return [
+            trio.SocketListener(trio.socket.from_stdlib_socket(sock)) for sock in listener.sockets
+        ]
+    return await trio.open_tcp_listeners(listener.port, host=listener.host)
+
+
+def _addresses(listeners: list[trio.SocketListener]) -> tuple[tuple[str, int], ...]:
+    addresses = []
+    for listener in listeners:
+        name = listener.socket.getsockname()
+        addresses.append((str(name[0]), int(name[1])))
+    return tuple(addresses)
+
+
+async def _accept(
+    listener: trio.SocketListener, role: Role, context: ServerContext, nursery: trio.Nursery
+) -> None:
+    """Accept connections until cancelled, then close the listening socket."""
+    ceiling = context.config.max_connections + _REFUSAL_HEADROOM
+    async with listener:
+        while True:
+            try:
+                stream = await listener.accept()
+            except OSError as error:
+                if error.errno not in _ACCEPT_CAPACITY_ERRORS:
+                    raise
+                log.warning("accept failed (%s); retrying", errno.errorcode[error.errno])
+                await trio.sleep(_ACCEPT_BACKOFF)
+                continue
+            if context.connections.total >= ceiling:
+                await trio.aclose_forcefully(stream)
+                continue
+            try:
+                peer = stream.socket.getpeername()
+            except OSError:
+                # The client is already gone.
+                await trio.aclose_forcefully(stream)
+                continue
+            address = (str(peer[0]), int(peer[1]))
+            count = context.connections.opened(address[0])
+            nursery.start_soon(_run_session, context, stream, role, address, count)
+
+
+async def _run_session(
+    context: ServerContext,
+    stream: trio.SocketStream,
+    role: Role,
+    peer: tuple[str, int],
+    connections_from_peer: int,
+) -> None:
+    try:
+        await Session(context, stream, role, peer).run(connections_from_peer)
+    finally:
+        context.connections.closed(peer[0])

@@ -40,7 +40,7 @@ class ReceiveBuffer:
     def __bool__(self) -> bool:
         return bool(self._data)
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | bytearray) -> None:
         self._data += data
 
     def next_line(self, limit: int) -> bytes | _Overlong | None:

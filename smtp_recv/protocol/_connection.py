@@ -163,6 +163,15 @@ class ServerConnection:
         return tuple(self._recipients)
 
     @property
+    def pending_bytes(self) -> int:
+        """Bytes received and not yet parsed (part of a line, or a body piece).
+
+        The I/O layer uses it to tell a client that is between commands from
+        one that is half-way through sending a line (slowloris deadline).
+        """
+        return len(self._buffer)
+
+    @property
     def extended(self) -> bool:
         """The client greeted with EHLO (not HELO)."""
         return self._extended
@@ -171,7 +180,7 @@ class ServerConnection:
         """Queue the 220 greeting (RFC 5321 4.3.1); not used after STARTTLS."""
         self._reply(replies.greeting(self.config.hostname))
 
-    def receive_data(self, data: bytes) -> None:
+    def receive_data(self, data: bytes | bytearray) -> None:
         """Add bytes from the client; ``b""`` means the client closed (EOF)."""
         if self._state in (State.TLS, State.CLOSED):
             return

@@ -1,0 +1,617 @@
+"""One client connection on trio: the I/O around a ``ServerConnection``.
+
+The protocol core decides what the client may say; this module supplies what
+the core cannot: the stream, TLS, every deadline (as cancel scopes), the
+hooks, the spool, the limits that span connections, and the rule that no
+exception of one connection ever reaches the server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import ClassVar, TypeVar
+
+import trio
+
+from ._clients import AuthFailures, ConnectionCounter
+from ._config import ServerConfig
+from ._hooks import Auth, Forward, Mailer, Reject, SenderPolicy
+from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
+from ._spool import Spool
+from ._tls import TLSContexts, server_name
+from ._trace import escape, new_id, received_header, with_protocol
+from .protocol import (
+    NEED_DATA,
+    PAUSED,
+    AuthCredentials,
+    CommandRejected,
+    ConnectionClosed,
+    DataStarted,
+    Hello,
+    MailFrom,
+    MessageAborted,
+    MessageComplete,
+    MessageData,
+    ProtocolError,
+    RcptTo,
+    Reply,
+    ServerConnection,
+    SessionConfig,
+    StartTLS,
+    State,
+    TransactionReset,
+    replies,
+)
+
+log = logging.getLogger("smtp_recv.session")
+
+T = TypeVar("T")
+
+#: Bytes asked of the stream per receive: large enough that a big DATA
+#: body costs few trips through the loop, small enough that an idle
+#: connection holds no large buffer.
+RECEIVE_SIZE = 64 * 1024
+#: Longest wait for the last reply (421, 554) of a connection we are closing.
+FINAL_REPLY_TIMEOUT = 5.0
+#: The longest delay before answering a failed AUTH or a repeated error.
+MAX_PENALTY_DELAY = 30.0
+_IDLE_STATES = frozenset({State.CONNECTED, State.GREETED})
+_BODY_STATES = frozenset({State.DATA, State.BDAT})
+# Core refusals that are failed AUTH attempts, counted like a wrong password.
+_AUTH_FAILURE_REPLIES = frozenset({replies.AUTH_FAILED, replies.AUTH_CANCELLED})
+
+
+class _Closed(Exception):
+    """Internal: the session is over (timeout, shutdown or a client gone)."""
+
+
+@dataclass(eq=False, kw_only=True)
+class ServerContext:
+    """What all sessions of one ``serve`` share."""
+
+    config: ServerConfig
+    forward: Forward
+    auth: Auth
+    mailer: Mailer
+    sender_policy: SenderPolicy
+    tls: TLSContexts
+    connections: ConnectionCounter = field(default_factory=ConnectionCounter)
+    auth_failures: AuthFailures = field(init=False)
+    shutting_down: bool = False
+    #: Cancel scopes of sessions waiting between transactions: shutdown
+    #: cancels them, so idle sessions get 421 at once.
+    idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    _session_configs: dict[tuple[Role, bool], SessionConfig] = field(init=False)
+
+    def __post_init__(self) -> None:
+        config = self.config
+        self.auth_failures = AuthFailures(
+            config.max_auth_failures_per_ip, config.auth_failure_window
+        )
+        self._session_configs = {
+            (role, tls_active): SessionConfig(
+                hostname=config.hostname,
+                max_message_size=config.max_message_size,
+                max_recipients=config.max_recipients,
+                offer_starttls=role is Role.MX,
+                tls_active=tls_active,
+                offer_auth=role is Role.SUBMISSION,
+                auth_required=role is Role.SUBMISSION,
+                smtputf8=config.smtputf8,
+                chunking=config.chunking,
+                reject_bare_line_endings=config.reject_bare_line_endings,
+            )
+            for role in Role
+            for tls_active in (False, True)
+        }
+
+    def session_config(self, role: Role, tls_active: bool) -> SessionConfig:
+        return self._session_configs[role, tls_active]
+
+    def begin_shutdown(self) -> None:
+        """Stop idle sessions now; the others finish their transaction first."""
+        self.shutting_down = True
+        for scope in self.idle_scopes:
+            scope.cancel()
+
+
+def _peek_early_data(stream: trio.SocketStream) -> bool:
+    """Whether the client has already sent bytes, without reading them."""
+    raw = socket.socket(fileno=stream.socket.fileno())
+    try:
+        return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        raw.detach()
+
+
+def _reply_from(reject: Reject) -> Reply:
+    try:
+        return Reply.make(reject.code, reject.enhanced, reject.text)
+    except ValueError:
+        log.warning("hook raised Reject with an unusable reply: %r", reject.args)
+        return replies.TEMPORARY_FAILURE
+
+
+class Session:
+    """Serves one accepted connection from greeting to close."""
+
+    def __init__(
+        self, context: ServerContext, stream: trio.SocketStream, role: Role, peer: tuple[str, int]
+    ) -> None:
+        self._context = context
+        self._config = context.config
+        self._stream: trio.abc.Stream = stream
+        self._socket_stream = stream
+        self._role = role
+        self.peer = peer
+        self.id = new_id()
+        self.tls: TLSInfo | None = None
+        self._user_id: str | None = None
+        self._username: str | None = None
+        self._auth_failures = 0
+        self._closing = False
+        self._line_started: float | None = None
+        self._client_name: str | None = None
+        self._client_name_looked_up = False
+        # The transaction under way, as far as the I/O layer is concerned.
+        self._recipients: list[Recipient] = []
+        self._spool: Spool | None = None
+        self._message_id = ""
+        self._data_started = 0.0
+        self._data_received = 0
+
+    # -- the whole connection ----------------------------------------------------
+    async def run(self, connections_from_peer: int) -> None:
+        """Serve the connection; never raises anything but ``Cancelled``."""
+        config = self._config
+        log.info("%s connect %s [%s]:%d", self.id, self._role.value, *self.peer)
+        try:
+            with trio.move_on_after(config.session_timeout) as session_scope:
+                await self._serve(connections_from_peer)
+            if session_scope.cancelled_caught:
+                log.info("%s session time limit reached", self.id)
+                await self._final_reply(replies.TIMEOUT)
+        except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        except trio.Cancelled:
+            # Shutdown's grace period is over: say so, briefly, and go.
+            await self._final_reply(replies.SHUTTING_DOWN)
+            raise
+        except Exception:
+            log.exception("%s internal error", self.id)
+            await self._final_reply(replies.LOCAL_ERROR)
+        finally:
+            self._drop_message()
+            with trio.CancelScope(shield=True):
+                await trio.aclose_forcefully(self._stream)
+            log.info("%s disconnect", self.id)
+
+    async def _serve(self, connections_from_peer: int) -> None:
+        context, config = self._context, self._config
+        if self._role is Role.SUBMISSION:
+            # RFC 8314 3.3: TLS from the first byte; no plaintext SMTP at all.
+            if not await self._start_tls():
+                return
+        elif await self._talks_before_greeting():
+            log.info("%s client talked before the greeting", self.id)
+            await self._final_reply(replies.EARLY_TALKER)
+            return
+        refusal = None
+        if context.shutting_down:
+            refusal = replies.SHUTTING_DOWN
+        elif context.connections.total > config.max_connections:
+            refusal = replies.TOO_MANY_CONNECTIONS
+        elif connections_from_peer > config.max_connections_per_ip:
+            refusal = replies.TOO_MANY_CONNECTIONS_FROM_IP
+        if refusal is not None:
+            log.info("%s refused at greeting: %s", self.id, refusal)
+            await self._final_reply(refusal)
+            return
+        conn = ServerConnection(context.session_config(self._role, self.tls is not None))
+        conn.send_greeting()
+        if await self._converse(conn):
+            # STARTTLS (RFC 3207 4.2): a fresh session on the TLS stream;
+            # nothing from before survives, and no greeting is sent.
+            if conn.trailing_data:
+                log.warning(
+                    "%s discarded %d bytes pipelined after STARTTLS",
+                    self.id,
+                    len(conn.trailing_data),
+                )
+            if not await self._start_tls():
+                return
+            await self._converse(ServerConnection(context.session_config(self._role, True)))
+
+    async def _talks_before_greeting(self) -> bool:
+        """RFC 5321 4.3.1: the client must wait for the greeting."""
+        delay = self._config.greeting_delay
+        if delay <= 0:
+            return _peek_early_data(self._socket_stream)
+        with trio.move_on_after(delay):
+            await self._socket_stream.socket.recv(1, socket.MSG_PEEK)
+            return True
+        return False
+
+    async def _start_tls(self) -> bool:
+        """Run the TLS handshake over the raw stream; ``False`` when it failed."""
+        ssl_stream = trio.SSLStream(
+            self._socket_stream, self._context.tls.context, server_side=True
+        )
+        with trio.move_on_after(self._config.tls_handshake_timeout) as scope:
+            try:
+                await ssl_stream.do_handshake()
+            except trio.BrokenResourceError as error:
+                log.info("%s TLS handshake failed: %s", self.id, error.__cause__ or error)
+                return False
+        if scope.cancelled_caught:
+            log.info("%s TLS handshake timed out", self.id)
+            return False
+        self._stream = ssl_stream
+        cipher = ssl_stream.cipher()
+        # trio forwards no accessor for the SSLObject itself; the SNI name is
+        # kept on it by the TLSContexts callback.
+        self.tls = TLSInfo(
+            version=ssl_stream.version() or "",
+            cipher=cipher[0] if cipher else "",
+            server_name=server_name(getattr(ssl_stream, "_ssl_object", None)),
+        )
+        log.info(
+            "%s TLS %s %s sni=%s", self.id, self.tls.version, self.tls.cipher, self.tls.server_name
+        )
+        return True
+
+    # -- the command loop --------------------------------------------------------
+    async def _converse(self, conn: ServerConnection) -> bool:
+        """Run one protocol session; ``True`` when it ended in STARTTLS."""
+        handlers = self._handlers
+        while True:
+            try:
+                event = conn.next_event()
+            except ProtocolError as error:
+                log.info("%s protocol error: %s", self.id, error.reply)
+                await self._flush(conn)
+                return False
+            if event is NEED_DATA:
+                await self._flush(conn)
+                await self._receive(conn)
+            elif event is PAUSED:
+                await self._flush(conn)
+                return False
+            elif isinstance(event, StartTLS):
+                await self._flush(conn)
+                return True
+            elif isinstance(event, ConnectionClosed):
+                await self._flush(conn)
+                return False
+            else:
+                await handlers[type(event)](self, conn, event)
+                if self._closing:
+                    await self._flush(conn)
+                    return False
+
+    async def _flush(self, conn: ServerConnection) -> None:
+        data = conn.data_to_send()
+        if data:
+            # A client that stops reading must not hold us forever.
+            with trio.move_on_after(self._config.command_timeout) as scope:
+                await self._stream.send_all(data)
+            if scope.cancelled_caught:
+                raise _Closed
+
+    async def _receive(self, conn: ServerConnection) -> None:
+        """Wait for bytes under the deadline that fits the state."""
+        config, context = self._config, self._context
+        now = trio.current_time()
+        state = conn.state
+        idle = False
+        if state in _BODY_STATES:
+            # A deadline per block (RFC 5321 4.5.3.2.5) and a minimum rate.
+            deadline = min(
+                now + config.data_block_timeout,
+                self._data_started
+                + config.data_rate_grace
+                + self._data_received / config.min_data_rate,
+            )
+        elif conn.pending_bytes:
+            # Part of a command line is here: the rest must follow soon.
+            if self._line_started is None:
+                self._line_started = now
+            deadline = min(
+                now + config.command_timeout, self._line_started + config.command_line_timeout
+            )
+        else:
+            self._line_started = None
+            deadline = now + config.command_timeout
+            idle = state in _IDLE_STATES
+        with trio.CancelScope(deadline=deadline) as scope:
+            if idle:
+                context.idle_scopes.add(scope)
+                if context.shutting_down:
+                    scope.cancel()
+            try:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            finally:
+                if idle:
+                    context.idle_scopes.discard(scope)
+        if scope.cancelled_caught:
+            if idle and context.shutting_down:
+                conn.abort(replies.SHUTTING_DOWN)
+            else:
+                log.info("%s timeout in %s", self.id, state.value)
+                conn.abort(replies.TIMEOUT)
+            await self._flush(conn)
+            raise _Closed
+        if state in _BODY_STATES:
+            self._data_received += len(data)
+        conn.receive_data(data)
+
+    async def _final_reply(self, reply: Reply) -> None:
+        """Best effort: send a last reply on a stream that may be broken."""
+        deadline = trio.current_time() + FINAL_REPLY_TIMEOUT
+        with (
+            trio.CancelScope(shield=True, deadline=deadline),
+            contextlib.suppress(
+                trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
+            ),
+        ):
+            await self._stream.send_all(reply.to_bytes())
+
+    async def _hook(self, call: Callable[..., Awaitable[T]], *args: object) -> T:
+        with trio.fail_after(self._config.hook_timeout):
+            return await call(*args)
+
+    # -- events ------------------------------------------------------------------
+    async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:
+        log.debug("%s %s %s", self.id, "EHLO" if event.extended else "HELO", escape(event.name))
+
+    async def _on_mail(self, conn: ServerConnection, event: MailFrom) -> None:
+        if self._role is Role.MX:
+            conn.accept()
+            return
+        assert self._user_id is not None
+        assert self._username is not None
+        try:
+            allowed = await self._hook(
+                self._context.sender_policy.may_send_as,
+                self._user_id,
+                self._username,
+                event.sender,
+            )
+        except Reject as reject:
+            conn.reject(_reply_from(reject))
+            return
+        except Exception:
+            log.exception("%s sender policy failed", self.id)
+            conn.reject(replies.TEMPORARY_FAILURE)
+            return
+        if allowed:
+            conn.accept()
+        else:
+            log.info(
+                "%s user %s may not send as <%s>",
+                self.id,
+                escape(self._username),
+                escape(event.sender),
+            )
+            conn.reject(replies.SENDER_NOT_OWNED)
+
+    async def _on_rcpt(self, conn: ServerConnection, event: RcptTo) -> None:
+        if self._role is Role.SUBMISSION:
+            # An authenticated user may write to anyone; the Mailer relays.
+            self._recipients.append(Recipient(address=event.recipient, parameters=event.parameters))
+            conn.accept()
+            return
+        try:
+            targets = tuple(await self._hook(self._context.forward.lookup, event.recipient))
+        except Reject as reject:
+            conn.reject(_reply_from(reject))
+            return
+        except Exception:
+            log.exception("%s Forward hook failed", self.id)
+            conn.reject(replies.TEMPORARY_FAILURE)
+            return
+        if not targets and event.recipient.casefold() == "postmaster":
+            # RFC 5321 4.5.1: <Postmaster> must always be accepted.
+            targets = (f"postmaster@{self._config.hostname}",)
+        if not targets:
+            conn.reject(replies.NO_SUCH_USER)
+            return
+        self._recipients.append(
+            Recipient(address=event.recipient, targets=targets, parameters=event.parameters)
+        )
+        conn.accept()
+
+    async def _on_auth(self, conn: ServerConnection, event: AuthCredentials) -> None:
+        address = self.peer[0]
+        if self._context.auth_failures.blocked(address, trio.current_time()):
+            log.warning("%s AUTH refused: too many failures from %s", self.id, address)
+            conn.reject(replies.TOO_MANY_AUTH_FAILURES)
+            self._closing = True
+            return
+        host = self.tls.server_name if self.tls else None
+        try:
+            user_id = await self._hook(
+                self._context.auth.verify, host, event.username, event.password
+            )
+        except Exception:
+            log.exception("%s Auth hook failed", self.id)
+            conn.reject(replies.AUTH_TEMPORARY_FAILURE)
+            return
+        if user_id is None:
+            log.info("%s AUTH %s failed for %s", self.id, event.mechanism, escape(event.username))
+            await self._auth_failed(conn)
+            conn.reject(replies.AUTH_FAILED)
+            self._check_auth_failures(conn)
+            return
+        self._user_id, self._username = user_id, event.username
+        log.info("%s AUTH %s as %s", self.id, event.mechanism, escape(event.username))
+        conn.accept()
+
+    async def _auth_failed(self, conn: ServerConnection) -> None:
+        """Count a failure and wait, longer each time, before answering."""
+        self._auth_failures += 1
+        from_address = self._context.auth_failures.failed(self.peer[0], trio.current_time())
+        failures = max(self._auth_failures, from_address)
+        delay = self._config.auth_failure_delay * 2 ** (failures - 1)
+        await trio.sleep(min(delay, MAX_PENALTY_DELAY))
+
+    def _check_auth_failures(self, conn: ServerConnection) -> None:
+        if self._auth_failures >= self._config.max_auth_failures:
+            conn.abort(replies.TOO_MANY_AUTH_FAILURES)
+            self._closing = True
+
+    async def _on_data_started(self, conn: ServerConnection, event: DataStarted) -> None:
+        self._data_started = trio.current_time()
+        self._data_received = 0
+        self._message_id = new_id()
+        if not self._client_name_looked_up:
+            self._client_name = await self._reverse_lookup()
+        recipients = conn.recipients
+        header = received_header(
+            helo=conn.helo_name or "",
+            client_name=self._client_name,
+            client_ip=self.peer[0],
+            hostname=self._config.hostname,
+            protocol=with_protocol(
+                extended=conn.extended,
+                tls=self.tls is not None,
+                authenticated=self._user_id is not None,
+                smtputf8=conn.mail_parameters.smtputf8,
+            ),
+            tls=(self.tls.version, self.tls.cipher) if self.tls else None,
+            message_id=self._message_id,
+            recipient=recipients[0] if len(recipients) == 1 else None,
+            when=datetime.now(UTC),
+        )
+        self._spool = Spool(header, self._config.spool_threshold)
+
+    async def _reverse_lookup(self) -> str | None:
+        """The client's name from reverse DNS, for the trace header, or None."""
+        self._client_name_looked_up = True
+        if not self._config.reverse_dns:
+            return None
+        with trio.move_on_after(self._config.reverse_dns_timeout):
+            try:
+                name, _ = await trio.socket.getnameinfo((self.peer[0], 0), socket.NI_NAMEREQD)
+            except OSError:
+                return None
+            return name
+        return None
+
+    async def _on_message_data(self, conn: ServerConnection, event: MessageData) -> None:
+        assert self._spool is not None
+        await self._spool.append(event.data)
+
+    async def _on_message_complete(self, conn: ServerConnection, event: MessageComplete) -> None:
+        spool, self._spool = self._spool, None
+        assert spool is not None
+        sender = conn.sender or ""
+        content = await spool.finish()
+        recipients, self._recipients = tuple(self._recipients), []
+        try:
+            reply = await self._deliver(conn, content, recipients)
+        finally:
+            content.close()
+        if reply.is_positive:
+            conn.accept(reply)
+        else:
+            conn.reject(reply)
+        log.info(
+            "%s message %s from=<%s> rcpts=%d size=%d result=%d",
+            self.id,
+            self._message_id,
+            escape(sender),
+            len(recipients),
+            content.size,
+            reply.code,
+        )
+
+    async def _deliver(
+        self, conn: ServerConnection, content: MessageContent, recipients: tuple[Recipient, ...]
+    ) -> Reply:
+        """Hand the message to the Mailer; the reply says whether it has it."""
+        mailer = self._context.mailer
+        common = {
+            "sender": conn.sender or "",
+            "recipients": recipients,
+            "parameters": conn.mail_parameters,
+            "content": content,
+            "peer": self.peer,
+            "helo": conn.helo_name or "",
+            "tls": self.tls,
+            "role": self._role,
+            "session_id": self.id,
+            "message_id": self._message_id,
+            "received_at": datetime.now(UTC),
+        }
+        try:
+            with trio.fail_after(self._config.mailer_timeout):
+                if self._role is Role.SUBMISSION:
+                    assert self._user_id is not None
+                    assert self._username is not None
+                    await mailer.send(
+                        UserMail(**common, user_id=self._user_id, username=self._username)  # type: ignore[arg-type]
+                    )
+                else:
+                    await mailer.forward(Mail(**common))  # type: ignore[arg-type]
+        except Reject as reject:
+            return _reply_from(reject)
+        except Exception:
+            # The client keeps the message and retries: nothing is lost.
+            log.exception("%s Mailer failed for message %s", self.id, self._message_id)
+            return replies.TEMPORARY_FAILURE
+        return replies.message_accepted(self._message_id)
+
+    async def _on_message_aborted(self, conn: ServerConnection, event: MessageAborted) -> None:
+        log.info("%s message refused: %s", self.id, event.reply)
+        self._drop_message()
+
+    async def _on_transaction_reset(self, conn: ServerConnection, event: TransactionReset) -> None:
+        self._drop_message()
+
+    def _drop_message(self) -> None:
+        self._recipients = []
+        if self._spool is not None:
+            self._spool.discard()
+            self._spool = None
+
+    async def _on_command_rejected(self, conn: ServerConnection, event: CommandRejected) -> None:
+        log.debug("%s refused: %s", self.id, event.reply)
+        config = self._config
+        if event.reply in _AUTH_FAILURE_REPLIES:
+            await self._auth_failed(conn)
+            self._check_auth_failures(conn)
+            if self._closing:
+                return
+        if event.error_count >= config.hard_error_limit:
+            # Postfix's smtpd_hard_error_limit: a client this confused, or
+            # this hostile, gets no more of our time.
+            log.info("%s too many errors", self.id)
+            conn.abort(replies.TOO_MANY_ERRORS)
+            self._closing = True
+        elif event.error_count > config.soft_error_limit:
+            # Postfix's soft limit: each further error costs the client time.
+            excess = event.error_count - config.soft_error_limit
+            await trio.sleep(min(config.error_delay * excess, MAX_PENALTY_DELAY))
+
+    _handlers: ClassVar[dict[type, Callable[..., Awaitable[None]]]] = {
+        Hello: _on_hello,
+        MailFrom: _on_mail,
+        RcptTo: _on_rcpt,
+        AuthCredentials: _on_auth,
+        DataStarted: _on_data_started,
+        MessageData: _on_message_data,
+        MessageComplete: _on_message_complete,
+        MessageAborted: _on_message_aborted,
+        TransactionReset: _on_transaction_reset,
+        CommandRejected: _on_command_rejected,
+    }

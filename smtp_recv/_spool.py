@@ -1,0 +1,67 @@
+"""Collects a message's bytes as they arrive: in memory, or in a temporary file.
+
+Pieces are kept as a list and joined once at the end, so a message is copied
+once, not once per piece.  Past ``threshold`` bytes the message moves to an
+anonymous temporary file, written from a worker thread in large batches, so a
+30 MB message neither sits in memory nor blocks the event loop on the disk.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import IO
+
+import trio
+
+from ._mail import MessageContent
+
+# Pieces are written to the spool file in batches of about this many bytes:
+# one thread hop per batch rather than per received piece.
+_BATCH = 1 << 20
+
+
+class Spool:
+    """The bytes of one message under way."""
+
+    __slots__ = ("_file", "_pending", "_pending_size", "_threshold", "size")
+
+    def __init__(self, header: bytes, threshold: int) -> None:
+        self._threshold = threshold
+        self._pending: list[bytes] = [header]
+        self._pending_size = len(header)
+        self._file: IO[bytes] | None = None
+        #: Bytes so far, header included.
+        self.size = len(header)
+
+    async def append(self, data: bytes) -> None:
+        self._pending.append(data)
+        self._pending_size += len(data)
+        self.size += len(data)
+        if self.size > self._threshold and self._pending_size >= _BATCH:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        pieces, self._pending, self._pending_size = self._pending, [], 0
+        if self._file is None:
+            self._file = await trio.to_thread.run_sync(tempfile.TemporaryFile)
+        file = self._file
+        await trio.to_thread.run_sync(file.writelines, pieces)
+
+    async def finish(self) -> MessageContent:
+        """The whole message; the spool is spent afterwards."""
+        if self._file is None:
+            data = b"".join(self._pending)
+            self._pending = []
+            return MessageContent(data, None, self.size)
+        await self._flush()
+        file = self._file
+        await trio.to_thread.run_sync(file.flush)
+        self._file = None
+        return MessageContent(None, file, self.size)
+
+    def discard(self) -> None:
+        """Drop everything (message refused, reset or connection lost)."""
+        self._pending = []
+        if self._file is not None:
+            self._file.close()
+            self._file = None
