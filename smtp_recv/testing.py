@@ -1,0 +1,288 @@
+"""A real smtp_recv server inside your tests, in one line.
+
+For trio test suites::
+
+    async with smtp_recv.testing.serve_for_tests() as server:
+        ...send mail to server.mx or server.submission...
+        mail = await server.mailer.wait_for_message()
+        assert mail.sender == "alice@example.com"
+
+For everything else (Django, Flask, plain pytest), the same server runs in a
+background thread::
+
+    with smtp_recv.testing.ThreadedTestServer() as server:
+        with smtplib.SMTP(*server.mx) as client:
+            client.sendmail("a@example.com", ["b@example.com"], b"Subject: hi\\r\\n\\r\\nhi")
+        mail = server.mailer.wait_for_message_blocking()
+
+Both listeners are bound to 127.0.0.1 on free ports, with a certificate for
+``localhost`` and ``127.0.0.1`` from a throwaway CA (``trustme``, which must
+be installed: it is in the ``test`` extra), and an in-memory Mailer whose
+messages the test can await and inspect.  Pytest fixtures built on these are
+in ``smtp_recv.pytest_plugin``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import functools
+import hmac
+import queue
+import ssl
+import tempfile
+import threading
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import trio
+
+from ._config import ListenerConfig, ServerConfig
+from ._hooks import Auth, Certificate, Forward, Mailer, SenderPolicy
+from ._mail import Mail, UserMail
+from ._server import serve
+
+__all__ = [
+    "AcceptDomains",
+    "MemoryMailer",
+    "PasswordTable",
+    "TestServer",
+    "ThreadedTestServer",
+    "serve_for_tests",
+]
+
+DEFAULT_USERS: Mapping[str, str] = {"user@example.com": "password"}
+DEFAULT_DOMAINS = ("example.com",)
+
+
+class MemoryMailer:
+    """A Mailer that keeps every message in a list, for tests to inspect.
+
+    ``fail_next`` makes the next deliveries raise (the client gets ``451``),
+    to test that a failed Mailer loses nothing.
+    """
+
+    def __init__(self) -> None:
+        #: Every message accepted, in order.
+        self.messages: list[Mail] = []
+        #: Raise this many times before accepting again.
+        self.fail_next = 0
+        self._condition = threading.Condition()
+        self._changed = trio.Event()
+
+    async def send(self, mail: UserMail) -> None:
+        self._take(mail)
+
+    async def forward(self, mail: Mail) -> None:
+        self._take(mail)
+
+    def _take(self, mail: Mail) -> None:
+        if self.fail_next:
+            self.fail_next -= 1
+            raise RuntimeError("MemoryMailer told to fail")
+        # Read the content now: the server closes spooled content afterwards.
+        mail = dataclasses.replace(mail, content=type(mail.content).from_bytes(mail.data))
+        with self._condition:
+            self.messages.append(mail)
+            self._condition.notify_all()
+        self._changed.set()
+        self._changed = trio.Event()
+
+    async def wait_for_message(self, count: int = 1) -> Mail:
+        """Wait (in trio) until ``count`` messages arrived; return the last.
+
+        Bound the wait as trio does, with a cancel scope around the call
+        (``with trio.fail_after(10): ...``).
+        """
+        while len(self.messages) < count:
+            await self._changed.wait()
+        return self.messages[count - 1]
+
+    def wait_for_message_blocking(self, count: int = 1, timeout: float = 10.0) -> Mail:
+        """Wait (in a thread) until ``count`` messages arrived; return the last."""
+        with self._condition:
+            if not self._condition.wait_for(lambda: len(self.messages) >= count, timeout):
+                raise TimeoutError(f"{len(self.messages)} of {count} messages arrived")
+            return self.messages[count - 1]
+
+
+class AcceptDomains:
+    """A Forward that accepts every address at the given domains, as itself."""
+
+    def __init__(self, domains: Iterable[str]) -> None:
+        self.domains = frozenset(domain.lower() for domain in domains)
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        domain = recipient.rpartition("@")[2].lower()
+        return [recipient] if domain in self.domains else []
+
+
+class PasswordTable:
+    """An Auth and SenderPolicy from a plain dict of login to password."""
+
+    def __init__(self, users: Mapping[str, str]) -> None:
+        self.users = dict(users)
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        expected = self.users.get(username)
+        if expected is not None and _equal(expected, password):
+            return username
+        return None
+
+    async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
+        return sender.casefold() == username.casefold()
+
+
+def _equal(a: str, b: str) -> bool:
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+class _OneCertificate:
+    def __init__(self, certificate: Certificate) -> None:
+        self.certificate = certificate
+
+    def get(self, host: str | None) -> Certificate:
+        return self.certificate
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TestServer:
+    """A running test server: where it listens and what it received."""
+
+    __test__ = False  # not a pytest test class
+
+    #: ``(host, port)`` of the MX listener (plaintext + STARTTLS).
+    mx: tuple[str, int]
+    #: ``(host, port)`` of the submission listener (implicit TLS + AUTH).
+    submission: tuple[str, int]
+    #: The Mailer given, by default a :class:`MemoryMailer`.
+    mailer: Any
+    #: Login and password of each submission user.
+    users: Mapping[str, str]
+    #: The configuration the server runs with.
+    config: ServerConfig
+    #: The PEM file of the CA that signed the server's certificate.
+    ca_file: Path
+
+    def client_context(self) -> ssl.SSLContext:
+        """An ``SSLContext`` that trusts the server's certificate."""
+        return ssl.create_default_context(cafile=str(self.ca_file))
+
+
+@contextlib.asynccontextmanager
+async def serve_for_tests(
+    *,
+    users: Mapping[str, str] = DEFAULT_USERS,
+    domains: Iterable[str] = DEFAULT_DOMAINS,
+    forward: Forward | None = None,
+    auth: Auth | None = None,
+    mailer: Mailer | None = None,
+    sender_policy: SenderPolicy | None = None,
+    config: ServerConfig | None = None,
+    hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
+) -> AsyncIterator[TestServer]:
+    """Run a server on 127.0.0.1 for the duration of the ``async with``.
+
+    Args:
+        users: logins and passwords for submission (ignored with ``auth``).
+        domains: the MX listener accepts any address at these (ignored with
+            ``forward``).
+        forward, auth, mailer, sender_policy: your own hooks instead.
+        config: overrides; the listeners are always moved to 127.0.0.1:0,
+            and reverse DNS is off unless you set the config yourself.
+        hostnames: names on the server's certificate.
+    """
+    try:
+        import trustme
+    except ImportError:  # pragma: no cover - depends on the environment
+        raise ImportError("smtp_recv.testing needs trustme: pip install trustme") from None
+    if config is None:
+        config = ServerConfig(hostname="mx.example.com", reverse_dns=False)
+    config = dataclasses.replace(
+        config,
+        mx=ListenerConfig(host="127.0.0.1", port=0, enabled=config.mx.enabled),
+        submission=ListenerConfig(host="127.0.0.1", port=0, enabled=config.submission.enabled),
+    )
+    table = PasswordTable(users)
+    mailer = mailer if mailer is not None else MemoryMailer()
+    with tempfile.TemporaryDirectory(prefix="smtp-recv-test-") as directory:
+        ca = trustme.CA()
+        issued = ca.issue_cert(*hostnames)
+        pem = Path(directory, "server.pem")
+        issued.private_key_and_cert_chain_pem.write_to_path(str(pem))
+        ca_file = Path(directory, "ca.pem")
+        ca.cert_pem.write_to_path(str(ca_file))
+        async with trio.open_nursery() as nursery:
+            listening = await nursery.start(
+                functools.partial(
+                    serve,
+                    forward or AcceptDomains(domains),
+                    auth or table,
+                    mailer,
+                    _OneCertificate(Certificate(pem)),
+                    config=config,
+                    sender_policy=sender_policy or table,
+                )
+            )
+            yield TestServer(
+                mx=listening.mx[0] if listening.mx else ("", 0),
+                submission=listening.submission[0] if listening.submission else ("", 0),
+                mailer=mailer,
+                users=users,
+                config=config,
+                ca_file=ca_file,
+            )
+            nursery.cancel_scope.cancel()
+
+
+class ThreadedTestServer:
+    """``serve_for_tests`` in a background thread, for code that is not trio.
+
+    Use it as a context manager; it takes the keyword arguments of
+    :func:`serve_for_tests` and has the attributes of :class:`TestServer`.
+    """
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._ready: queue.SimpleQueue[TestServer | BaseException] = queue.SimpleQueue()
+        self._stop: trio.lowlevel.TrioToken | None = None
+        self._cancel: trio.CancelScope | None = None
+        self._thread: threading.Thread | None = None
+        self.server: TestServer | None = None
+
+    def __enter__(self) -> TestServer:
+        self._thread = threading.Thread(target=self._run, name="smtp-recv-test", daemon=True)
+        self._thread.start()
+        result = self._ready.get(timeout=30)
+        if isinstance(result, BaseException):
+            raise result
+        self.server = result
+        return result
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._stop = trio.lowlevel.current_trio_token()
+            with trio.CancelScope() as scope:
+                self._cancel = scope
+                async with serve_for_tests(**self._options) as server:
+                    self._ready.put(server)
+                    await trio.sleep_forever()
+
+        try:
+            trio.run(main)
+        except BaseException as error:  # reported to the thread that waits
+            self._ready.put(error)
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        if self._stop is not None and self._cancel is not None:
+            self._stop.run_sync_soon(self._cancel.cancel)
+        if self._thread is not None:
+            self._thread.join(timeout=60)
