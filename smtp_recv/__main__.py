@@ -1,0 +1,7 @@
+"""``python -m smtp_recv``: the same as the ``smtp-recv`` command."""
+
+import sys
+
+from ._cli import main
+
+sys.exit(main())

@@ -1,0 +1,186 @@
+"""The smtp-recv command outside `serve`: check, --version, --help, sockets, logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+import smtp_recv
+from smtp_recv import ListenerConfig, ServerConfig
+from smtp_recv._cli import (
+    JsonLogFormatter,
+    assign_sockets,
+    default_state_directory,
+    main,
+    systemd_sockets,
+)
+from smtp_recv._settings import ConfigError
+
+from .conftest import write_config
+
+
+def run_cli(*arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "smtp_recv", *arguments],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_on_a_good_config_shows_what_would_listen(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    result = run_cli("check", "--config", str(write_config(tmp_path, certificate_authority)))
+    assert result.returncode == 0, result.stderr
+    assert "MX: would listen on 127.0.0.1 port 2525" in result.stdout
+    assert "Submission: would listen on 127.0.0.1 port 4650" in result.stdout
+    assert "mx.example.com" in result.stdout
+    assert "[default]" in result.stdout
+
+
+def test_check_on_a_broken_config_exits_2_with_a_readable_message(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace("max_recipients = 200", "max_recipients = 5"))
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert "Traceback" not in result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("smtp-recv: error: ")
+    assert str(path.resolve()) in line
+    assert "limits.max_recipients" in line
+
+
+def test_check_on_a_missing_file_exits_2(tmp_path: Path) -> None:
+    result = run_cli("check", "--config", str(tmp_path / "absent.toml"))
+    assert result.returncode == 2
+    assert "cannot read" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_with_a_broken_config_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "config.toml").write_text("[storage]\n")
+    result = run_cli("serve", "--config", str(tmp_path / "config.toml"))
+    assert result.returncode == 2
+    assert "storage" in result.stderr
+    assert "maildir_root" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.strip() == f"smtp-recv {smtp_recv.__version__}"
+
+
+def test_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "examples:" in out
+    assert "smtp-recv check --config" in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+    assert "serve" in capsys.readouterr().err
+
+
+def test_bad_port_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["serve", "--mx-port", "70000"])
+    assert exited.value.code == 2
+
+
+def test_state_directory_follows_xdg(tmp_path: Path) -> None:
+    assert default_state_directory({"XDG_STATE_HOME": str(tmp_path)}) == tmp_path / "smtp-recv"
+    relative = default_state_directory({"XDG_STATE_HOME": "relative/dir"})
+    assert relative == Path.home() / ".local" / "state" / "smtp-recv"
+
+
+def test_systemd_variables_for_another_process_are_ignored() -> None:
+    assert systemd_sockets({"LISTEN_PID": "1", "LISTEN_FDS": "2"}, pid=12345) == []
+    assert systemd_sockets({}, pid=12345) == []
+
+
+def test_systemd_malformed_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        systemd_sockets({"LISTEN_PID": "7", "LISTEN_FDS": "two"}, pid=7)
+
+
+@pytest.fixture
+def listening_sockets() -> Iterator[list[socket.socket]]:
+    sockets = []
+    for _ in range(3):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        sockets.append(listener)
+    yield sockets
+    for listener in sockets:
+        listener.close()
+
+
+def test_named_sockets_go_to_their_listener(listening_sockets: list[socket.socket]) -> None:
+    first, second, third = listening_sockets
+    config = assign_sockets(
+        ServerConfig(hostname="h"), [("mx", first), ("submission", second), ("mx", third)]
+    )
+    assert list(config.mx.sockets) == [first, third]
+    assert list(config.submission.sockets) == [second]
+
+
+def test_unnamed_sockets_go_by_configured_port(listening_sockets: list[socket.socket]) -> None:
+    first, second, _ = listening_sockets
+    config = ServerConfig(
+        hostname="h",
+        mx=ListenerConfig(port=first.getsockname()[1]),
+        submission=ListenerConfig(port=second.getsockname()[1], enabled=False),
+    )
+    assigned = assign_sockets(config, [("smtp-recv.socket", second), ("", first)])
+    assert list(assigned.mx.sockets) == [first]
+    assert list(assigned.submission.sockets) == [second]
+    assert assigned.submission.enabled
+
+
+def test_a_socket_for_neither_listener_is_refused(listening_sockets: list[socket.socket]) -> None:
+    with pytest.raises(ConfigError, match="neither mx nor submission"):
+        assign_sockets(ServerConfig(hostname="h"), [("", listening_sockets[0])])
+
+
+def test_json_log_lines() -> None:
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(JsonLogFormatter())
+    logger = logging.getLogger("smtp_recv.test_json")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("hello %s", "wörld", extra={"session_id": "S1"})
+        try:
+            int("boom")
+        except ValueError:
+            logger.exception("failed")
+    finally:
+        logger.removeHandler(handler)
+    first, second = (json.loads(line) for line in stream.getvalue().splitlines())
+    assert first["level"] == "WARNING"
+    assert first["logger"] == "smtp_recv.test_json"
+    assert first["message"] == "hello wörld"
+    assert first["session_id"] == "S1"
+    assert first["time"].endswith("+00:00")
+    assert "ValueError: invalid literal" in second["exception"]

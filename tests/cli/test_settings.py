@@ -1,0 +1,255 @@
+"""The config file: a good one loads; each kind of mistake names its key."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import trustme
+
+from smtp_recv import CertByHost, Certificate, ServerConfig
+from smtp_recv._settings import (
+    LIMIT_FIELDS,
+    PROTOCOL_FIELDS,
+    TIMEOUT_FIELDS,
+    CertificateMap,
+    ConfigError,
+    certificate_names,
+    load_settings,
+    load_users,
+)
+
+from .conftest import write_certificate, write_config
+
+
+def test_good_config_loads(tmp_path: Path, certificate_authority: trustme.CA) -> None:
+    settings = load_settings(write_config(tmp_path, certificate_authority))
+    config = settings.config
+    assert config.hostname == "mx.example.com"
+    assert (config.mx.host, config.mx.port, config.mx.enabled) == ("127.0.0.1", 2525, True)
+    assert (config.submission.host, config.submission.port) == ("127.0.0.1", 4650)
+    assert config.max_message_size == 1048576
+    assert config.max_recipients == 200
+    assert config.command_timeout == 120.0
+    assert config.shutdown_grace == 5.0
+    assert config.data_block_timeout == ServerConfig().data_block_timeout  # default kept
+    assert settings.maildir_root == tmp_path.resolve() / "maildir"
+    assert settings.users.logins == ("alice@example.com",)
+    assert settings.recipients.targets("sales@example.com") == (
+        "alice@example.com",
+        "bob@example.com",
+    )
+    assert settings.recipients.targets("x@example.net") == ("alice@example.com",)
+    assert settings.certificates.get("mx.example.com").certfile == tmp_path / "mx.pem"
+    assert settings.certificates.get("www.example.org").certfile == tmp_path / "other.pem"
+    assert settings.certificates.get(None).certfile == tmp_path / "mx.pem"
+    assert settings.warnings == ()
+
+
+async def test_loaded_users_check_passwords(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    settings = load_settings(write_config(tmp_path, certificate_authority))
+    assert await settings.users.verify(None, "alice@example.com", "alice-secret") == (
+        "alice@example.com"
+    )
+    assert await settings.users.may_send_as("alice@example.com", "", "sales@example.com")
+
+
+def test_every_server_config_option_has_a_table() -> None:
+    options = {field.name for field in dataclasses.fields(ServerConfig)} - {
+        "hostname",
+        "mx",
+        "submission",
+    }
+    tables = [*LIMIT_FIELDS, *TIMEOUT_FIELDS, *PROTOCOL_FIELDS]
+    assert sorted(tables) == sorted(options)
+
+
+def test_submission_can_be_switched_off_without_users(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    text = path.read_text().replace('users_file = "users.toml"\n', "")
+    path.write_text(text.replace("[submission]\n", "[submission]\nenabled = false\n"))
+    settings = load_settings(path)
+    assert not settings.config.submission.enabled
+    assert settings.users.logins == ()
+
+
+# Each case: (what to replace in the good file, by what, the key the error names,
+# words the message contains).
+BROKEN = [
+    ('hostname = "mx.example.com"', 'hostname = "mx.example.com"\nhostnme = "x"', None, "hostnme"),
+    ("max_recipients = 200", 'max_recipients = "many"', "limits.max_recipients", "int"),
+    ("max_recipients = 200", "max_recipients = 10", "limits.max_recipients", ">= 100"),
+    ("max_recipients = 200", "max_recipents = 200", "limits", "max_recipents"),
+    ("max_message_size = 1048576", "max_message_size = true", "limits.max_message_size", "int"),
+    ("command_timeout = 120", "command_timeout = 0", "timeouts.command_timeout", "> 0"),
+    ("command_timeout = 120", "command_timeout = -1", "timeouts.command_timeout", "> 0"),
+    ("port = 2525", "port = 70000", "mx.port", "65535"),
+    ('address = "127.0.0.1"\nport = 2525', "enabled = 1", "mx.enabled", "bool"),
+    ('[storage]\nmaildir_root = "maildir"', "", None, "storage"),
+    ('maildir_root = "maildir"', "maildir_root = 5", "storage.maildir_root", "str"),
+    ('hostname = "mx.example.com"', 'hostname = "mx example com"', "hostname", "host name"),
+    ("[limits]", "[limits", None, "not valid TOML"),
+    ('cert = "mx.pem"', 'cert = "missing.pem"', "tls.certificates[0].cert", "missing.pem"),
+    ('cert = "mx.pem"', 'cert = "users.toml"', "tls.certificates[0].cert", "no PEM certificate"),
+    ('key = "mx.key"', 'key = "other.key"', "tls.certificates[0].key", "private key"),
+    ('key = "mx.key"', 'key = "nope.key"', "tls.certificates[0].key", "private key"),
+    ("default = true\n", "", "tls.certificates", "exactly one"),
+    ('key = "other.key"', 'key = "other.key"\ndefault = true', "tls.certificates", "exactly one"),
+    ('users_file = "users.toml"', 'users_file = "nobody.toml"', "users_file", "does not exist"),
+    ('users_file = "users.toml"\n', "", "users_file", "required"),
+    (
+        '"sales@example.com" = ["alice@example.com", "bob@example.com"]',
+        '"sales@example.com" = ["alice"]',
+        'recipients.forward."sales@example.com"[0]',
+        "not an address",
+    ),
+    (
+        '"sales@example.com" = ["alice@example.com", "bob@example.com"]',
+        '"sales@example.com" = 5',
+        'recipients.forward."sales@example.com"',
+        "array",
+    ),
+    (
+        '"sales@example.com" = ["alice@example.com", "bob@example.com"]',
+        '"sales" = ["alice@example.com"]',
+        "recipients.forward.sales",
+        "catch-all",
+    ),
+    (
+        '"sales@example.com" = ["alice@example.com", "bob@example.com"]',
+        '"alice@example.com" = ["bob@example.com"]',
+        "recipients",
+        "already listed",
+    ),
+    ('"bob@example.com"]', '"bob at example.com"]', "recipients.mailboxes[1]", "not an address"),
+]
+
+
+@pytest.mark.parametrize(("old", "new", "key", "words"), BROKEN)
+def test_bad_config_names_file_key_and_problem(
+    tmp_path: Path,
+    certificate_authority: trustme.CA,
+    old: str,
+    new: str,
+    key: str | None,
+    words: str,
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    error = raised.value
+    assert error.source == path.resolve()
+    assert error.key == key
+    assert words in error.problem
+    assert str(error).startswith(f"{path.resolve()}: ")
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("users", "key", "words"),
+    [
+        (
+            '[users."alice@example.com"]\npassword = "plain"\n',
+            'users."alice@example.com".password',
+            "scrypt",
+        ),
+        ('[users."alice@example.com"]\n', 'users."alice@example.com"', "password"),
+        (
+            '[users."alice@example.com"]\npassword = 5\n',
+            'users."alice@example.com".password',
+            "str",
+        ),
+        ('[users.alice]\npassword = "x"\n', "users.alice", "address"),
+        (
+            '[users."a@example.com"]\npassword = "x"\nsender = []\n',
+            'users."a@example.com"',
+            "sender",
+        ),
+        ("[people]\n", None, "people"),
+    ],
+)
+def test_bad_users_file_names_the_key(
+    tmp_path: Path, users: str, key: str | None, words: str
+) -> None:
+    path = tmp_path / "users.toml"
+    path.write_text(users)
+    with pytest.raises(ConfigError) as raised:
+        load_users(path)
+    assert raised.value.source == path
+    assert raised.value.key == key
+    assert words in raised.value.problem
+
+
+def test_bad_sender_in_users_file(tmp_path: Path) -> None:
+    from smtp_recv._users import hash_password
+
+    path = tmp_path / "users.toml"
+    path.write_text(
+        f'[users."a@example.com"]\npassword = "{hash_password("x", n=1024)}"\n'
+        'senders = ["a@example.com", "nobody"]\n'
+    )
+    with pytest.raises(ConfigError) as raised:
+        load_users(path)
+    assert raised.value.key == 'users."a@example.com".senders[1]'
+
+
+def test_expired_certificate_is_a_warning(tmp_path: Path) -> None:
+    import datetime
+
+    ca = trustme.CA()
+    issued = ca.issue_cert(
+        "mx.example.com", not_after=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC)
+    )
+    issued.cert_chain_pems[0].write_to_path(str(tmp_path / "old.pem"))
+    issued.private_key_pem.write_to_path(str(tmp_path / "old.key"))
+    config = tmp_path / "config.toml"
+    config.write_text(
+        '[submission]\nenabled = false\n[[tls.certificates]]\ncert = "old.pem"\nkey = "old.key"\n'
+        '[recipients]\nmailboxes = ["a@example.com"]\n[storage]\nmaildir_root = "m"\n'
+    )
+    settings = load_settings(config)
+    assert any("expired" in warning for warning in settings.warnings)
+
+
+# -- certificates by SNI name ------------------------------------------------------
+
+
+def test_certificate_names_come_from_the_san(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    certfile, _ = write_certificate(
+        certificate_authority, tmp_path, "c", "MX.Example.com", "*.example.org", "192.0.2.7"
+    )
+    assert certificate_names(certfile) == ("mx.example.com", "*.example.org")
+
+
+def test_certificate_map_chooses_by_sni() -> None:
+    default = Certificate(Path("default.pem"))
+    mx = Certificate(Path("mx.pem"))
+    wildcard = Certificate(Path("wildcard.pem"))
+    apex = Certificate(Path("apex.pem"))
+    certs = CertificateMap(
+        default,
+        {"mx.example.com": mx, "*.example.org": wildcard, "example.org": apex},
+    )
+    assert isinstance(certs, CertByHost)
+    assert certs.get(None) is default
+    assert certs.get("") is default
+    assert certs.get("mx.example.com") is mx
+    assert certs.get("MX.EXAMPLE.COM.") is mx  # case and the root dot do not matter
+    assert certs.get("smtp.example.org") is wildcard
+    assert certs.get("example.org") is apex  # the wildcard does not cover the apex
+    assert certs.get("a.b.example.org") is default  # nor two labels (RFC 6125 6.4.3)
+    assert certs.get("unknown.example.net") is default

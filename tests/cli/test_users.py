@@ -1,0 +1,158 @@
+"""Password hashes and the users file's Auth and SenderPolicy."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from smtp_recv import Auth, SenderPolicy
+from smtp_recv._users import (
+    PasswordHashError,
+    User,
+    Users,
+    check_password_hash,
+    hash_password,
+    verify_password,
+)
+
+from .conftest import CHEAP
+
+
+def test_hash_round_trip_and_format() -> None:
+    encoded = hash_password("correct horse", **CHEAP)
+    assert encoded.startswith("scrypt$n=1024,r=8,p=1$")
+    assert verify_password("correct horse", encoded)
+    assert not verify_password("correct horsf", encoded)
+    assert not verify_password("", encoded)
+
+
+def test_default_parameters_are_the_interactive_login_ones() -> None:
+    assert hash_password("x").startswith("scrypt$n=16384,r=8,p=1$")
+
+
+def test_each_hash_has_its_own_salt() -> None:
+    assert hash_password("same", **CHEAP) != hash_password("same", **CHEAP)
+
+
+def test_non_ascii_password() -> None:
+    assert verify_password("pässwörd ✓", hash_password("pässwörd ✓", **CHEAP))
+
+
+@pytest.mark.parametrize(
+    "encoded",
+    [
+        "",
+        "plaintext",
+        "scrypt$n=1024,r=8,p=1$c2FsdA$",
+        "scrypt$n=1000,r=8,p=1$c2FsdA$aGFzaA",  # n not a power of two
+        "scrypt$n=1024,r=0,p=1$c2FsdA$aGFzaA",
+        "scrypt$n=1048576,r=8,p=1$c2FsdA$aGFzaA",  # 1 GiB per check
+        "scrypt$n=1024,r=8,p=1$c2Fs*A$aGFzaA",
+        "bcrypt$n=1024,r=8,p=1$c2FsdA$aGFzaA",
+    ],
+)
+def test_malformed_hashes_are_refused(encoded: str) -> None:
+    with pytest.raises(PasswordHashError):
+        check_password_hash(encoded)
+    with pytest.raises(PasswordHashError):
+        verify_password("x", encoded)
+
+
+@pytest.fixture
+def users() -> Users:
+    return Users(
+        {
+            "alice@example.com": User(
+                hash_password("alice-secret", **CHEAP), ("sales@example.com",)
+            ),
+            "bob@example.com": User(hash_password("bob-secret", **CHEAP)),
+        }
+    )
+
+
+def test_users_fit_the_hook_protocols(users: Users) -> None:
+    assert isinstance(users, Auth)
+    assert isinstance(users, SenderPolicy)
+
+
+async def test_good_login_returns_the_user_id(users: Users) -> None:
+    assert await users.verify(None, "alice@example.com", "alice-secret") == "alice@example.com"
+    # Logins are case-insensitive; the id is the spelling of the users file.
+    assert await users.verify("mx.example.com", "Alice@EXAMPLE.com", "alice-secret") == (
+        "alice@example.com"
+    )
+
+
+async def test_wrong_password_and_unknown_user_both_fail(users: Users) -> None:
+    assert await users.verify(None, "alice@example.com", "bob-secret") is None
+    assert await users.verify(None, "alice@example.com", "") is None
+    assert await users.verify(None, "mallory@example.com", "alice-secret") is None
+    assert await users.verify(None, "", "") is None
+
+
+def test_logins_differing_only_in_case_are_refused() -> None:
+    encoded = hash_password("x", **CHEAP)
+    with pytest.raises(ValueError, match="differ only in case"):
+        Users({"a@example.com": User(encoded), "A@example.com": User(encoded)})
+
+
+@pytest.mark.parametrize(
+    ("sender", "allowed"),
+    [
+        ("alice@example.com", True),
+        ("alice@EXAMPLE.COM", True),  # domains are case-insensitive
+        ("sales@example.com", True),
+        ("sales@Example.Com", True),
+        ("Alice@example.com", False),  # local parts are compared exactly
+        ("bob@example.com", False),
+        ("alice@example.org", False),
+        ("", False),  # users do not send bounces
+    ],
+)
+async def test_may_send_as_own_and_listed_senders(users: Users, sender: str, allowed: bool) -> None:
+    assert await users.may_send_as("alice@example.com", "alice@example.com", sender) is allowed
+
+
+async def test_unknown_user_id_may_send_as_nobody(users: Users) -> None:
+    assert not await users.may_send_as("mallory@example.com", "x", "mallory@example.com")
+
+
+def run_passwd(text: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    # A new session has no controlling terminal, so getpass reads stdin,
+    # which is the honest way to type at its prompt from a test.
+    return subprocess.run(
+        [sys.executable, "-m", "smtp_recv", "passwd", *arguments],
+        input=text,
+        capture_output=True,
+        text=True,
+        start_new_session=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def test_passwd_prints_a_hash_that_verifies() -> None:
+    result = run_passwd("s3cret pass\ns3cret pass\n")
+    assert result.returncode == 0, result.stderr
+    (line,) = result.stdout.splitlines()
+    assert line.startswith('password = "scrypt$')
+    encoded = line.removeprefix('password = "').removesuffix('"')
+    assert verify_password("s3cret pass", encoded)
+    assert "s3cret" not in result.stdout + result.stderr
+
+
+def test_passwd_with_login_prints_the_users_table() -> None:
+    result = run_passwd("pw\npw\n", "alice@example.com")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == '[users."alice@example.com"]'
+
+
+@pytest.mark.parametrize("typed", ["one\ntwo\n", "\n\n", ""])
+def test_passwd_refuses_mismatch_empty_and_no_input(typed: str) -> None:
+    result = run_passwd(typed)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "smtp-recv: error:" in result.stderr
+    assert "Traceback" not in result.stderr
