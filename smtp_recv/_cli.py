@@ -62,6 +62,8 @@ examples:
       the same on free ports (printed at start)
   smtp-recv serve --config /etc/smtp-recv/config.toml --log-format json
       production server
+  smtp-recv serve --config /etc/smtp-recv/config.toml --workers 2
+      the same with two server processes sharing the sockets (one per core)
   smtp-recv check --config /etc/smtp-recv/config.toml
       validate a config and its certificates, show what would listen where
   smtp-recv passwd alice@example.com >> /etc/smtp-recv/users.toml
@@ -411,6 +413,8 @@ def serve_command(args: argparse.Namespace) -> int:
         return EXIT_FAILURE
     for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(variable, None)  # sd_listen_fds(unset_environment=1)
+    if args.workers > 1:
+        return _supervise_workers(args, plan)
 
     failure: str | None = None
     try:
@@ -422,6 +426,36 @@ def serve_command(args: argparse.Namespace) -> int:
         _error(f"cannot listen: {failure}")
         return EXIT_FAILURE
     return 0
+
+
+def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
+    """``serve --workers N``: bind once, run N worker processes on the sockets."""
+    from ._workers import Supervisor, bind_listeners, worker_command
+
+    if not args.config:
+        # Each development server makes its own password at start.
+        _error("--workers needs --config")
+        return EXIT_USAGE
+    try:
+        sockets = bind_listeners(plan.config)
+    except OSError as error:
+        _error(f"cannot listen: {error}")
+        return EXIT_FAILURE
+    for name, sock in sockets:
+        host, port = sock.getsockname()[:2]
+        print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)
+    sys.stdout.flush()
+    return Supervisor(worker_command(args.argv), sockets).run(args.workers)
+
+
+def _worker_count(text: str) -> int:
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 1 <= count <= 256:
+        raise argparse.ArgumentTypeError(f"{count} is not between 1 and 256")
+    return count
 
 
 def passwd_command(args: argparse.Namespace) -> int:
@@ -546,6 +580,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="development server's certificate, users and mail"
         " (default: $XDG_STATE_HOME/smtp-recv or ~/.local/state/smtp-recv)",
     )
+    serve.add_argument(
+        "--workers",
+        type=_worker_count,
+        default=1,
+        metavar="N",
+        help="run N server processes sharing the listening sockets, one per core"
+        " (needs --config; default 1)",
+    )
     serve.set_defaults(handler=serve_command)
 
     passwd = commands.add_parser(
@@ -571,6 +613,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smtp-recv`` command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

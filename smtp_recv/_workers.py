@@ -1,0 +1,172 @@
+"""``smtp-recv serve --workers N``: N server processes sharing the listening sockets.
+
+One trio loop uses one core.  To use more, the parent binds the listening
+sockets once and starts N copies of ``smtp-recv serve`` that inherit them,
+exactly as systemd socket activation would (``LISTEN_FDS`` from fd 3,
+``LISTEN_FDNAMES``, ``LISTEN_PID``), so a worker is an ordinary server and
+the kernel spreads the connections among the workers' ``accept`` calls.
+Inheriting one socket, rather than each worker binding its own with
+``SO_REUSEPORT``, works on every Unix and keeps the connection queue shared:
+a busy worker does not strand connections the kernel hashed to it.
+
+The parent supervises: a worker that dies is started again (with a pause,
+and giving up if they keep dying), and SIGINT/SIGTERM are passed on to every
+worker, whose own handling makes the first signal graceful and the second
+immediate.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from types import FrameType
+
+from ._config import ListenerConfig, ServerConfig
+
+log = logging.getLogger("smtp_recv.workers")
+
+#: sd_listen_fds(3): passed sockets start at file descriptor 3.
+FIRST_FD = 3
+#: A worker that dies is restarted after this pause (seconds)...
+RESTART_PAUSE = 1.0
+#: ...unless this many died within RESTART_WINDOW seconds: then we give up.
+MAX_RESTARTS = 10
+RESTART_WINDOW = 60.0
+#: How often the parent looks at its workers.
+POLL_INTERVAL = 0.2
+#: The listen() backlog of the shared sockets.
+BACKLOG = 1024
+
+
+def bind_listeners(config: ServerConfig) -> list[tuple[str, socket.socket]]:
+    """Bind the enabled listeners that have no sockets yet; return (name, socket) pairs.
+
+    With no host, one dual-stack IPv6 socket serves IPv4 as well where the
+    system allows it, else an IPv4 one.
+    """
+    bound: list[tuple[str, socket.socket]] = []
+    for name, listener in (("mx", config.mx), ("submission", config.submission)):
+        if not listener.enabled:
+            continue
+        if listener.sockets:
+            bound.extend((name, sock) for sock in listener.sockets)
+            continue
+        bound.append((name, _bind(listener)))
+    return bound
+
+
+def _bind(listener: ListenerConfig) -> socket.socket:
+    if listener.host is None and socket.has_dualstack_ipv6():
+        return socket.create_server(
+            ("", listener.port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=BACKLOG
+        )
+    host = listener.host or "0.0.0.0"  # noqa: S104 - no host means every interface
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, listener.port), family=family, backlog=BACKLOG)
+
+
+class Supervisor:
+    """Runs and restarts the workers; passes signals on to them."""
+
+    def __init__(self, command: Sequence[str], sockets: Sequence[tuple[str, socket.socket]]):
+        self._command = list(command)
+        self._sockets = list(sockets)
+        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        self._deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
+        self._signals = 0
+
+    def _spawn(self, slot: int) -> None:
+        descriptors = [sock.fileno() for _, sock in self._sockets]
+        names = ":".join(name for name, _ in self._sockets)
+
+        def in_child() -> None:
+            # Move the sockets to 3, 4, ... as sd_listen_fds(3) expects; via
+            # high numbers first, so that no move overwrites another socket.
+            high = [os.dup(fd) for fd in descriptors]
+            for index, fd in enumerate(high):
+                os.dup2(fd, FIRST_FD + index)
+                os.close(fd)
+            os.environ["LISTEN_PID"] = str(os.getpid())
+            os.environ["LISTEN_FDS"] = str(len(descriptors))
+            os.environ["LISTEN_FDNAMES"] = names
+
+        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+            self._command,
+            pass_fds=descriptors,
+            preexec_fn=in_child,  # the parent runs no other threads
+        )
+        self._workers[slot] = worker
+        log.info("worker %d started (pid %d)", slot, worker.pid)
+
+    def _on_signal(self, number: int, frame: FrameType | None) -> None:
+        self._signals += 1
+        name = signal.Signals(number).name
+        log.info("%s: passing it on to %d workers", name, len(self._workers))
+        for worker in self._workers.values():
+            if worker.poll() is None:
+                worker.send_signal(number)
+
+    def run(self, count: int) -> int:
+        """Start ``count`` workers and keep them running until a signal; the exit status."""
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, self._on_signal)
+        for slot in range(count):
+            self._spawn(slot)
+        try:
+            while True:
+                if self._stopping():
+                    return self._wait_for_all()
+                for slot, worker in list(self._workers.items()):
+                    status = worker.poll()
+                    if status is None:
+                        continue
+                    if self._stopping():
+                        break
+                    log.error("worker %d (pid %d) exited with %d", slot, worker.pid, status)
+                    now = time.monotonic()
+                    self._deaths.append(now)
+                    if len(self._deaths) == MAX_RESTARTS and now - self._deaths[0] < RESTART_WINDOW:
+                        log.error("workers keep dying; stopping")
+                        self._on_signal(signal.SIGTERM, None)
+                        self._wait_for_all()
+                        return 1
+                    time.sleep(RESTART_PAUSE)
+                    self._spawn(slot)
+                time.sleep(POLL_INTERVAL)
+        finally:
+            for _, sock in self._sockets:
+                sock.close()
+
+    def _stopping(self) -> bool:
+        """Whether a signal asked us to stop (set from the signal handler)."""
+        return self._signals > 0
+
+    def _wait_for_all(self) -> int:
+        for worker in self._workers.values():
+            worker.wait()
+        log.info("all workers stopped")
+        return 0
+
+
+def worker_command(argv: Sequence[str]) -> list[str]:
+    """The command line of one worker: ours, with ``--workers 1``."""
+    command = [sys.executable, "-m", "smtp_recv"]
+    skip = False
+    for argument in argv:
+        if skip:
+            skip = False
+            continue
+        if argument == "--workers":
+            skip = True
+            continue
+        if argument.startswith("--workers="):
+            continue
+        command.append(argument)
+    return [*command, "--workers", "1"]

@@ -1,0 +1,115 @@
+"""`smtp-recv serve --workers N`: processes sharing the listening sockets, supervised."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import trustme
+
+from smtp_recv._maildir import mailbox_directory
+from smtp_recv._workers import worker_command
+
+from .conftest import write_config
+from .test_cli_serve import MESSAGE, new_messages
+
+BOUND = re.compile(r"^mx socket bound on \[?([^\]]+?)\]?:(\d+)$")
+STARTED = re.compile(r"worker (\d+) started \(pid (\d+)\)")
+TIMEOUT = 30.0
+
+
+def wait_for(predicate: object, what: str) -> None:
+    deadline = time.monotonic() + TIMEOUT
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def worker_pids(log: Path) -> dict[int, int]:
+    """The latest pid of each worker slot, from the supervisor's log."""
+    pids: dict[int, int] = {}
+    for match in STARTED.finditer(log.read_text()):
+        pids[int(match[1])] = int(match[2])
+    return pids
+
+
+def test_worker_command_replaces_the_worker_count() -> None:
+    command = worker_command(["serve", "--workers", "4", "--config", "c.toml", "--workers=3"])
+    assert command[1:] == ["-m", "smtp_recv", "serve", "--config", "c.toml", "--workers", "1"]
+
+
+def test_workers_share_the_socket_and_are_restarted(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    log = tmp_path / "supervisor.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "smtp_recv",
+                "serve",
+                "--config",
+                str(config),
+                "--mx-port",
+                "0",
+                "--submission-port",
+                "0",
+                "--workers",
+                "2",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            port = 0
+            ready = 0
+            for line in process.stdout:
+                if match := BOUND.match(line.strip()):
+                    port = int(match[2])
+                ready += line.startswith("Ready")
+                if ready == 2:
+                    break
+            assert port, "the supervisor printed no MX socket"
+            assert ready == 2, log.read_text()
+            first = worker_pids(log)
+            assert len(first) == 2
+
+            for number in range(6):
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                    client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
+
+            os.kill(first[0], signal.SIGKILL)
+            wait_for(lambda: worker_pids(log).get(0, first[0]) != first[0], "a restarted worker")
+            # The restarted worker and the survivor both serve the same socket.
+            for number in range(6, 10):
+                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                    client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
+
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(TIMEOUT) == 0
+            for pid in worker_pids(log).values():
+                wait_for(
+                    lambda pid=pid: (
+                        not Path(f"/proc/{pid}").exists()
+                        or "zombie" in Path(f"/proc/{pid}/status").read_text()
+                    ),
+                    "workers to exit",
+                )
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            if process.stdout is not None:
+                process.stdout.close()
+    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+    assert len(stored) == 10
