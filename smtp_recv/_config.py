@@ -121,6 +121,12 @@ class ServerConfig:
     chunking: bool = True
 
     def __post_init__(self) -> None:
+        name = self.hostname
+        if not name or not name.isascii() or not name.isprintable() or " " in name:
+            # It goes into the greeting and every Received: header, which are
+            # ASCII (RFC 5321 4.1.2); an internationalised name goes in its
+            # IDNA A-label form (RFC 5890), e.g. "mx.xn--exmple-cua.com".
+            raise ValueError(f"hostname must be an ASCII domain name, not {name!r}")
         if self.max_recipients < limits.MIN_RECIPIENTS:
             raise ValueError(
                 f"max_recipients must be at least {limits.MIN_RECIPIENTS} (RFC 5321 4.5.3.1.8)"

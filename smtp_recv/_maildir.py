@@ -42,9 +42,7 @@ __all__ = ["MaildirMailer", "mailbox_directory", "outbox_directory"]
 
 #: Characters kept as they are in a local-part directory name; everything else
 #: (``/``, NUL, ``%``, ``:``, non-ASCII ...) is percent-encoded as UTF-8 bytes.
-_LOCAL_PART_SAFE = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_=@"
-)
+_LOCAL_PART_SAFE = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.+-_=@")
 #: Domains are lowercased first, and keep only the characters of a hostname,
 #: so ``_`` never appears unencoded in a domain directory (see ``_NO_DOMAIN``).
 _DOMAIN_SAFE = frozenset("abcdefghijklmnopqrstuvwxyz0123456789.-")

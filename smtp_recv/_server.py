@@ -91,22 +91,33 @@ async def serve(
         sender_policy=sender_policy or SenderIsLogin(),
         tls=TLSContexts(certs),
     )
-    async with trio.open_nursery() as root:
-        host: _SessionHost = await root.start(_host_sessions)
-        try:
-            mx = await _open_listeners(config.mx)
-            submission = await _open_listeners(config.submission)
-            async with trio.open_nursery() as accepting:
-                for role, listeners in ((Role.MX, mx), (Role.SUBMISSION, submission)):
-                    for listener in listeners:
-                        accepting.start_soon(_accept, listener, role, context, host.nursery)
-                listening = Listening(mx=_addresses(mx), submission=_addresses(submission))
-                log.info("listening: mx %s, submission %s", listening.mx, listening.submission)
-                task_status.started(listening)
-        finally:
-            log.info("shutting down; %d sessions open", context.connections.total)
-            context.begin_shutdown()
-            host.finish(config.shutdown_grace)
+    # Bind before any task starts: a bind error then leaves serve as a plain
+    # OSError (not inside a nursery's ExceptionGroup), and the finally
+    # closes whatever was bound before it.
+    opened: list[trio.SocketListener] = []
+    try:
+        mx = await _open_listeners(config.mx)
+        opened += mx
+        submission = await _open_listeners(config.submission)
+        opened += submission
+        async with trio.open_nursery() as root:
+            host: _SessionHost = await root.start(_host_sessions)
+            try:
+                async with trio.open_nursery() as accepting:
+                    for role, listeners in ((Role.MX, mx), (Role.SUBMISSION, submission)):
+                        for listener in listeners:
+                            accepting.start_soon(_accept, listener, role, context, host.nursery)
+                    listening = Listening(mx=_addresses(mx), submission=_addresses(submission))
+                    log.info("listening: mx %s, submission %s", listening.mx, listening.submission)
+                    task_status.started(listening)
+            finally:
+                log.info("shutting down; %d sessions open", context.connections.total)
+                context.begin_shutdown()
+                host.finish(config.shutdown_grace)
+    finally:
+        for listener in opened:
+            # Idempotent: the accept loops have closed theirs already.
+            listener.socket.close()
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import ClassVar, TypeVar
@@ -141,6 +141,20 @@ def _reply_from(reject: Reject) -> Reply:
         return replies.TEMPORARY_FAILURE
 
 
+def _checked_targets(found: object) -> tuple[str, ...]:
+    """The Forward hook's answer, or ``TypeError`` (a hook bug: ``451``).
+
+    A ``str`` is itself a ``Sequence[str]``: returned by mistake, it would
+    forward the mail to each of its letters.
+    """
+    if isinstance(found, str | bytes) or not isinstance(found, Iterable):
+        raise TypeError(f"Forward.lookup must return a sequence of addresses, not {found!r}")
+    targets = tuple(found)
+    if not all(isinstance(target, str) and target for target in targets):
+        raise TypeError(f"Forward.lookup returned something that is not an address: {targets!r}")
+    return targets
+
+
 class Session:
     """Serves one accepted connection from greeting to close."""
 
@@ -159,6 +173,10 @@ class Session:
         self._username: str | None = None
         self._auth_failures = 0
         self._closing = False
+        # False while the client expects TLS records, not SMTP replies: on
+        # the submission port before the handshake, and during a STARTTLS
+        # handshake.  A last reply then would be plaintext inside TLS.
+        self._replies_possible = role is Role.MX
         self._line_started: float | None = None
         self._client_name: str | None = None
         self._client_name_looked_up = False
@@ -243,6 +261,7 @@ class Session:
 
     async def _start_tls(self) -> bool:
         """Run the TLS handshake over the raw stream; ``False`` when it failed."""
+        self._replies_possible = False
         ssl_stream = trio.SSLStream(
             self._socket_stream, self._context.tls.context, server_side=True
         )
@@ -256,6 +275,7 @@ class Session:
             log.info("%s TLS handshake timed out", self.id)
             return False
         self._stream = ssl_stream
+        self._replies_possible = True
         cipher = ssl_stream.cipher()
         # trio forwards no accessor for the SSLObject itself; the SNI name is
         # kept on it by the TLSContexts callback.
@@ -356,6 +376,8 @@ class Session:
 
     async def _final_reply(self, reply: Reply) -> None:
         """Best effort: send a last reply on a stream that may be broken."""
+        if not self._replies_possible:
+            return
         deadline = trio.current_time() + FINAL_REPLY_TIMEOUT
         with (
             trio.CancelScope(shield=True, deadline=deadline),
@@ -411,7 +433,9 @@ class Session:
             conn.accept()
             return
         try:
-            targets = tuple(await self._hook(self._context.forward.lookup, event.recipient))
+            targets = _checked_targets(
+                await self._hook(self._context.forward.lookup, event.recipient)
+            )
         except Reject as reject:
             conn.reject(_reply_from(reject))
             return

@@ -37,24 +37,26 @@ class Spool:
         self._pending.append(data)
         self._pending_size += len(data)
         self.size += len(data)
-        if self.size > self._threshold and self._pending_size >= _BATCH:
+        # Past the threshold the message moves to the file at once, however
+        # small the threshold; after that, writes go in batches.
+        if self.size > self._threshold and (self._file is None or self._pending_size >= _BATCH):
             await self._flush()
 
-    async def _flush(self) -> None:
+    async def _flush(self) -> IO[bytes]:
         pieces, self._pending, self._pending_size = self._pending, [], 0
         if self._file is None:
             self._file = await trio.to_thread.run_sync(tempfile.TemporaryFile)
         file = self._file
         await trio.to_thread.run_sync(file.writelines, pieces)
+        return file
 
     async def finish(self) -> MessageContent:
         """The whole message; the spool is spent afterwards."""
-        if self._file is None:
+        if self._file is None and self.size <= self._threshold:
             data = b"".join(self._pending)
             self._pending = []
             return MessageContent(data, None, self.size)
-        await self._flush()
-        file = self._file
+        file = await self._flush()
         await trio.to_thread.run_sync(file.flush)
         self._file = None
         return MessageContent(None, file, self.size)

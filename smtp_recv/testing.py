@@ -215,6 +215,10 @@ async def serve_for_tests(
         issued.private_key_and_cert_chain_pem.write_to_path(str(pem))
         ca_file = Path(directory, "ca.pem")
         ca.cert_pem.write_to_path(str(ca_file))
+        # The test's own exception is re-raised outside the nursery, so that
+        # it reaches the test as itself (``pytest.raises`` works), not
+        # wrapped in the nursery's ExceptionGroup.
+        error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             listening = await nursery.start(
                 functools.partial(
@@ -227,15 +231,22 @@ async def serve_for_tests(
                     sender_policy=sender_policy or table,
                 )
             )
-            yield TestServer(
-                mx=listening.mx[0] if listening.mx else ("", 0),
-                submission=listening.submission[0] if listening.submission else ("", 0),
-                mailer=mailer,
-                users=users,
-                config=config,
-                ca_file=ca_file,
-            )
+            try:
+                yield TestServer(
+                    mx=listening.mx[0] if listening.mx else ("", 0),
+                    submission=listening.submission[0] if listening.submission else ("", 0),
+                    mailer=mailer,
+                    users=users,
+                    config=config,
+                    ca_file=ca_file,
+                )
+            except GeneratorExit:
+                raise
+            except BaseException as exception:
+                error = exception
             nursery.cancel_scope.cancel()
+        if error is not None:
+            raise error
 
 
 class ThreadedTestServer:

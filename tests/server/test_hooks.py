@@ -1,0 +1,212 @@
+"""Hook failures and decisions, and hooks in flight at shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+
+import smtp_recv
+from smtp_recv.testing import MemoryMailer
+
+from .conftest import CertSet, Client, RecordingMailer, base_config, running
+
+MockClock = trio.testing.MockClock
+
+
+async def test_mailer_failure_gives_451_and_retry_succeeds(cert_set: CertSet) -> None:
+    mailer = MemoryMailer()
+    mailer.fail_next = 1
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        failed = await client.send_message("a@b.example", ["bob@example.com"])
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+    assert len(mailer.messages) == 1
+
+
+class RejectingMailer:
+    def __init__(self, reject: smtp_recv.Reject) -> None:
+        self.reject = reject
+
+    async def forward(self, mail: smtp_recv.Mail) -> None:
+        raise self.reject
+
+    async def send(self, mail: smtp_recv.UserMail) -> None:
+        raise self.reject
+
+
+async def test_mailer_reject_gives_exactly_its_reply(cert_set: CertSet) -> None:
+    mailer = RejectingMailer(smtp_recv.Reject(550, "5.7.1", "Message refused by policy"))
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        answer = await client.send_message("a@b.example", ["bob@example.com"])
+        assert str(answer) == "550 5.7.1 Message refused by policy"
+        assert (await client.command("NOOP")).code == 250
+
+
+async def test_reject_text_cannot_forge_extra_replies(cert_set: CertSet) -> None:
+    mailer = RejectingMailer(smtp_recv.Reject(550, "5.7.1", "no\r\n250 2.0.0 forged"))
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        answer = await client.send_message("a@b.example", ["bob@example.com"])
+        assert (answer.code, answer.enhanced) == (451, "4.3.0")
+        assert (await client.command("NOOP")).code == 250
+        assert not client.buffer
+
+
+def test_reject_refuses_codes_that_are_not_failures() -> None:
+    with pytest.raises(ValueError, match="4xx or 5xx"):
+        smtp_recv.Reject(250, "2.0.0", "fine")
+    with pytest.raises(ValueError, match="does not match"):
+        smtp_recv.Reject(550, "4.7.1", "mismatch")
+
+
+class FlakyForward:
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        if recipient.startswith("down"):
+            raise ConnectionError("directory unavailable")
+        if recipient.startswith("blocked"):
+            raise smtp_recv.Reject(550, "5.7.1", "Recipient blocked")
+        return [recipient]
+
+
+async def test_forward_exception_gives_451_and_reject_its_reply(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, forward=FlakyForward(), mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        down = await client.command("RCPT TO:<down@example.com>")
+        assert (down.code, down.enhanced) == (451, "4.3.0")
+        blocked = await client.command("RCPT TO:<blocked@example.com>")
+        assert str(blocked) == "550 5.7.1 Recipient blocked"
+        assert (await client.command("RCPT TO:<ok@example.com>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        await client.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
+        assert (await client.reply()).code == 250
+    (delivered,) = mailer.delivered
+    assert [r.address for r in delivered.mail.recipients] == ["ok@example.com"]
+
+
+class FlakyAuth:
+    def __init__(self) -> None:
+        self.fail = True
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        if self.fail:
+            self.fail = False
+            raise OSError("user database unreachable")
+        return username
+
+
+async def test_auth_exception_gives_454_and_connection_continues(cert_set: CertSet) -> None:
+    async with (
+        running(cert_set, auth=FlakyAuth()) as server,
+        await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as client,
+    ):
+        await client.greeting_and_ehlo()
+        failed = await client.login()
+        assert (failed.code, failed.enhanced) == (454, "4.7.0")
+        assert (await client.login()).code == 235
+
+
+# -- shutdown ------------------------------------------------------------------------
+async def test_shutdown_grace_lets_a_message_in_flight_finish(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer(delay=3)
+    config = base_config(shutdown_grace=10)
+    async with running(cert_set, config=config, mailer=mailer) as server:
+        idle = await Client.connect(server.mx)
+        busy = await Client.connect(server.mx)
+        async with idle, busy:
+            await idle.greeting_and_ehlo()
+            await busy.greeting_and_ehlo()
+            await busy.send(ENVELOPE)
+            assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+            await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n")
+            await mailer.entered.wait()
+            start = trio.current_time()
+            server.stop()
+            # Sessions between transactions are told at once.
+            bye = await idle.reply()
+            assert (bye.code, bye.enhanced) == (421, "4.3.2")
+            assert trio.current_time() == start
+            assert await idle.closed() == b""
+            # The listeners are closed at once.
+            with pytest.raises(OSError, match="all attempts to connect"):
+                await trio.open_tcp_stream(*server.mx)
+            # The message in flight is acknowledged, then the session ends.
+            accepted = await busy.reply()
+            assert accepted.code == 250
+            assert trio.current_time() - start == pytest.approx(3, abs=0.01)
+            closing = await busy.reply()
+            assert (closing.code, closing.enhanced) == (421, "4.3.2")
+            assert await busy.closed() == b""
+            await server.stopped.wait()
+            assert trio.current_time() - start < 10
+    assert server.cancelled
+    assert len(mailer.delivered) == 1
+
+
+async def test_shutdown_grace_cuts_off_a_mailer_slower_than_it(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer(delay=100)
+    config = base_config(shutdown_grace=2)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as busy,
+    ):
+        await busy.greeting_and_ehlo()
+        await busy.send(ENVELOPE)
+        assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+        await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n")
+        await mailer.entered.wait()
+        start = trio.current_time()
+        server.stop()
+        # No 250: the client keeps the message and tries again later.
+        answer = await busy.reply()
+        assert (answer.code, answer.enhanced) == (421, "4.3.2")
+        assert trio.current_time() - start == pytest.approx(2, abs=0.01)
+        assert await busy.closed() == b""
+        await server.stopped.wait()
+        assert trio.current_time() - start == pytest.approx(2, abs=0.01)
+    # serve ended by the cancellation, which reached the Mailer too.
+    assert server.cancelled
+    assert mailer.cancelled
+    assert mailer.delivered == []
+
+
+async def test_shutdown_refuses_sessions_still_in_greeting_delay(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(greeting_delay=2, shutdown_grace=10)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await trio.sleep(1)
+        server.stop()
+        refused = await client.reply()
+        assert (refused.code, refused.enhanced) == (421, "4.3.2")
+        await server.stopped.wait()
+
+
+ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"

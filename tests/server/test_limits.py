@@ -1,0 +1,595 @@
+"""Every limit and timeout of ServerConfig, one test each, named after the field.
+
+Time-based tests run on trio's autojump clock with trio-native clients in the
+same run, so a 30-second timeout takes no wall time and is measured exactly.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Sequence
+
+import pytest
+import trio
+import trio.testing
+
+import smtp_recv
+
+from .conftest import PASSWORD, CertSet, Client, RecordingMailer, base_config, running
+
+MockClock = trio.testing.MockClock
+ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+
+
+async def open_data(client: Client) -> None:
+    """Greet, then a pipelined envelope up to the 354."""
+    await client.greeting_and_ehlo()
+    await client.send(ENVELOPE)
+    assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+
+
+async def submission_client(server_address: tuple[str, int], cert_set: CertSet) -> Client:
+    client = await Client.connect(
+        server_address, tls=cert_set.client_context(), server_hostname="mx.example.com"
+    )
+    await client.greeting_and_ehlo()
+    return client
+
+
+def client_hello() -> bytes:
+    """The first flight of a real TLS client, to stall in the middle of."""
+    context = ssl.create_default_context()
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = context.wrap_bio(incoming, outgoing, server_hostname="mx.example.com")
+    with pytest.raises(ssl.SSLWantReadError):
+        tls.do_handshake()
+    return outgoing.read()
+
+
+# -- message limits -------------------------------------------------------------
+async def test_max_message_size_is_advertised_drained_then_refused(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer()
+    config = base_config(max_message_size=10_000)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        ehlo = await client.greeting_and_ehlo()
+        assert "SIZE 10000" in ehlo.lines
+        await client.send(ENVELOPE)
+        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+        # Twice the limit, without SIZE: read to its end before any reply.
+        await client.send(b"Subject: big\r\n\r\n" + (b"x" * 98 + b"\r\n") * 200)
+        assert await client.silent_for(5)
+        await client.send(b".\r\n")
+        refused = await client.reply()
+        assert (refused.code, refused.enhanced) == (552, "5.3.4")
+        # The session goes on, and SIZE= too large is refused at MAIL.
+        too_big = await client.command("MAIL FROM:<a@b.example> SIZE=10001")
+        assert (too_big.code, too_big.enhanced) == (552, "5.3.4")
+        huge = await client.command("MAIL FROM:<a@b.example> SIZE=99999999999")
+        assert huge.code == 552
+        assert (await client.command("MAIL FROM:<a@b.example> SIZE=9000")).code == 250
+    assert mailer.delivered == []
+
+
+async def test_max_recipients_refuses_past_limit_and_keeps_earlier(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, config=base_config(max_recipients=100), mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(
+            b"MAIL FROM:<a@b.example>\r\n"
+            + b"".join(f"RCPT TO:<r{i}@example.com>\r\n".encode() for i in range(102))
+            + b"DATA\r\n"
+        )
+        answers = [await client.reply() for _ in range(1 + 102 + 1)]
+        assert {a.code for a in answers[1:101]} == {250}
+        assert [(a.code, a.enhanced) for a in answers[101:103]] == [(452, "4.5.3")] * 2
+        assert answers[-1].code == 354
+        await client.send(b"Subject: many\r\n\r\nhi\r\n.\r\n")
+        assert (await client.reply()).code == 250
+    (delivered,) = mailer.delivered
+    assert [r.address for r in delivered.mail.recipients] == [
+        f"r{i}@example.com" for i in range(100)
+    ]
+
+
+@pytest.mark.parametrize("size", [500, 5_000, 50_000])
+async def test_spool_threshold_spools_only_messages_over_it(cert_set: CertSet, size: int) -> None:
+    mailer = RecordingMailer()
+    threshold = 2_000
+    body = b"Subject: s\r\n\r\n" + b"y" * size + b"\r\n"
+    async with (
+        running(cert_set, config=base_config(spool_threshold=threshold), mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"], body)).code == 250
+    (delivered,) = mailer.delivered
+    assert delivered.data.endswith(body)
+    assert delivered.in_memory is (len(delivered.data) <= threshold)
+
+
+SMUGGLED = (
+    b"Subject: s\r\n\r\nline1\n.\nMAIL FROM:<ceo@example.com>\r\n"
+    b"RCPT TO:<bob@example.com>\r\nDATA\r\nfake\r\n"
+)
+
+
+async def test_reject_bare_line_endings_true_refuses_the_message(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await open_data(client)
+        await client.send(SMUGGLED + b".\r\n")
+        refused = await client.reply()
+        assert (refused.code, refused.enhanced) == (550, "5.5.2")
+        assert (await client.command("NOOP")).code == 250
+    assert mailer.delivered == []
+
+
+async def test_reject_bare_line_endings_false_passes_bytes_verbatim(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    config = base_config(reject_bare_line_endings=False)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await open_data(client)
+        await client.send(SMUGGLED + b".\r\n")
+        assert (await client.reply()).code == 250
+        assert (await client.command("NOOP")).code == 250
+    (delivered,) = mailer.delivered
+    assert delivered.data.endswith(SMUGGLED)
+    assert delivered.mail.sender == "a@b.example"
+
+
+# -- connection limits ------------------------------------------------------------
+async def test_max_connections_gets_421_at_greeting(cert_set: CertSet) -> None:
+    config = base_config(max_connections=1)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as first,
+    ):
+        assert (await first.reply()).code == 220
+        async with await Client.connect(server.mx) as second:
+            refused = await second.reply()
+            assert (refused.code, refused.enhanced) == (421, "4.3.2")
+            assert await second.closed() == b""
+        # Over both listeners: submission says so inside TLS.
+        async with await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as third:
+            assert (await third.reply()).code == 421
+        assert (await first.command("EHLO client.example.org")).code == 250
+
+
+async def test_max_connections_per_ip_gets_421_at_greeting(cert_set: CertSet) -> None:
+    config = base_config(max_connections_per_ip=2, max_connections=10)
+    async with running(cert_set, config=config) as server:
+        async with await Client.connect(server.mx) as first:
+            assert (await first.reply()).code == 220
+            async with await Client.connect(server.submission) as second:
+                # Counted before the handshake: the second connection is this one.
+                async with await Client.connect(server.mx) as third:
+                    refused = await third.reply()
+                    assert (refused.code, refused.enhanced) == (421, "4.7.0")
+                    assert await third.closed() == b""
+                await second.aclose()
+            assert (await first.command("QUIT")).code == 221
+        # Once those are gone, the address may connect again.
+        with trio.fail_after(5):
+            while True:
+                async with await Client.connect(server.mx) as again:
+                    if (await again.reply()).code == 220:
+                        break
+                await trio.sleep(0.01)
+
+
+async def test_soft_and_hard_error_limits_delay_then_close(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(soft_error_limit=2, hard_error_limit=5, error_delay=1.0)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        delays = []
+        for _ in range(4):
+            start = trio.current_time()
+            assert (await client.command("XYZZY")).code == 500
+            delays.append(trio.current_time() - start)
+        # No delay up to the soft limit, then error_delay times the excess.
+        assert delays == pytest.approx([0, 0, 1.0, 2.0], abs=0.01)
+        await client.send(b"XYZZY\r\n")
+        assert (await client.reply()).code == 500
+        closing = await client.reply()
+        assert (closing.code, closing.enhanced) == (421, "4.7.0")
+        assert await client.closed() == b""
+
+
+async def test_max_auth_failures_closes_with_421(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(max_auth_failures=2, auth_failure_delay=0.5)
+    async with (
+        running(cert_set, config=config) as server,
+        await submission_client(server.submission, cert_set) as client,
+    ):
+        failed = await client.login(password="wrong")
+        assert (failed.code, failed.enhanced) == (535, "5.7.8")
+        assert (await client.login(password="wrong")).code == 535
+        closing = await client.reply()
+        assert (closing.code, closing.enhanced) == (421, "4.7.0")
+        assert await client.closed() == b""
+
+
+class CountingAuth:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.calls += 1
+        return username if password == PASSWORD else None
+
+
+async def test_max_auth_failures_per_ip_counts_across_connections_within_window(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    auth = CountingAuth()
+    config = base_config(
+        max_auth_failures=10,
+        max_auth_failures_per_ip=3,
+        auth_failure_window=600,
+        auth_failure_delay=0.1,
+    )
+    async with running(cert_set, config=config, auth=auth) as server:
+        async with await submission_client(server.submission, cert_set) as client:
+            for _ in range(2):
+                assert (await client.login(password="wrong")).code == 535
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login(password="wrong")).code == 535
+            # The address used up its failures: even good credentials are not checked.
+            blocked = await client.login()
+            assert (blocked.code, blocked.enhanced) == (421, "4.7.0")
+            assert await client.closed() == b""
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login()).code == 421
+        assert auth.calls == 3
+        # auth_failure_window: after it, the failures no longer count.
+        await trio.sleep(601)
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login()).code == 235
+
+
+async def test_auth_failure_delay_doubles_with_each_failure(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # The soft error limit is out of the way: only the AUTH delay is measured.
+    config = base_config(auth_failure_delay=1.0, max_auth_failures=5, soft_error_limit=10)
+    async with (
+        running(cert_set, config=config) as server,
+        await submission_client(server.submission, cert_set) as client,
+    ):
+        delays = []
+        for _ in range(3):
+            start = trio.current_time()
+            assert (await client.login(password="wrong")).code == 535
+            delays.append(trio.current_time() - start)
+        assert delays == pytest.approx([1.0, 2.0, 4.0], abs=0.01)
+        # A cancelled exchange (RFC 4954 "*") is a failure like a wrong password.
+        assert (await client.command("AUTH LOGIN")).code == 334
+        start = trio.current_time()
+        assert (await client.command("*")).code == 501
+        assert trio.current_time() - start == pytest.approx(8.0, abs=0.01)
+
+
+# -- timeouts ---------------------------------------------------------------------
+async def test_command_timeout_closes_idle_session_with_421(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    async with (
+        running(cert_set, config=base_config(command_timeout=10)) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        start = trio.current_time()
+        assert await client.silent_for(9)
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        assert trio.current_time() - start == pytest.approx(10, abs=0.01)
+        assert await client.closed() == b""
+
+
+async def test_command_line_timeout_stops_a_slowloris_command(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(command_timeout=30, command_line_timeout=12)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        # Idle between commands is bounded by command_timeout only.
+        assert await client.silent_for(20)
+        assert (await client.command("NOOP")).code == 250
+        start = trio.current_time()
+        await client.send(b"MAIL FROM:<a")
+        while await client.silent_for(5):
+            await client.send(b"b")
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        assert trio.current_time() - start == pytest.approx(12, abs=0.01)
+        assert await client.closed() == b""
+
+
+async def test_data_block_timeout_gives_421_and_delivers_nothing(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer()
+    config = base_config(data_block_timeout=10)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await open_data(client)
+        await client.send(b"Subject: stalled\r\n\r\nhalf a message\r\n")
+        start = trio.current_time()
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        assert trio.current_time() - start == pytest.approx(10, abs=0.01)
+        assert await client.closed() == b""
+    assert mailer.delivered == []
+
+
+async def test_min_data_rate_stops_a_slow_data_sender(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer()
+    config = base_config(data_block_timeout=60, min_data_rate=100, data_rate_grace=5)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await open_data(client)
+        start = trio.current_time()
+        await client.send(b"Subject: x\r\n")
+        # Ten bytes every four seconds: each block is in time, the rate is not.
+        while await client.silent_for(4):
+            await client.send(b"0123456789")
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        # data_rate_grace plus what the bytes so far paid for: well before 60 s.
+        assert 5 < trio.current_time() - start < 6
+        assert await client.closed() == b""
+    assert mailer.delivered == []
+
+
+async def test_min_data_rate_spares_a_sender_at_the_rate(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer()
+    config = base_config(data_block_timeout=60, min_data_rate=100, data_rate_grace=5)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await open_data(client)
+        await client.send(b"Subject: x\r\n\r\n")
+        for _ in range(10):
+            await trio.sleep(2)
+            await client.send(b"x" * 248 + b"\r\n")
+        await client.send(b".\r\n")
+        assert (await client.reply()).code == 250
+    assert len(mailer.delivered) == 1
+
+
+@pytest.mark.parametrize("stall", ["silent", "mid-handshake", "after-starttls"])
+async def test_tls_handshake_timeout_closes_a_stalled_handshake(
+    cert_set: CertSet, autojump_clock: MockClock, stall: str
+) -> None:
+    config = base_config(tls_handshake_timeout=10)
+    async with running(cert_set, config=config) as server:
+        if stall == "after-starttls":
+            client = await Client.connect(server.mx)
+            await client.greeting_and_ehlo()
+            assert (await client.command("STARTTLS")).code == 220
+        else:
+            client = await Client.connect(server.submission)
+            if stall == "mid-handshake":
+                await client.send(client_hello()[:40])
+        async with client:
+            start = trio.current_time()
+            assert await client.closed() == b""
+            assert trio.current_time() - start == pytest.approx(10, abs=0.01)
+        # The listener is unaffected.
+        async with await submission_client(server.submission, cert_set) as other:
+            assert (await other.command("NOOP")).code == 250
+
+
+async def test_session_timeout_ends_even_a_busy_session(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(session_timeout=20, command_timeout=300)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        start = trio.current_time()
+        await client.greeting_and_ehlo()
+        while True:
+            await trio.sleep(3)
+            answer = await client.command("NOOP")
+            if answer.code != 250:
+                break
+        assert (answer.code, answer.enhanced) == (421, "4.4.2")
+        assert 20 <= trio.current_time() - start <= 21
+        assert await client.closed() == b""
+
+
+class StuckHooks:
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        await trio.sleep_forever()
+        raise AssertionError
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        await trio.sleep_forever()
+        raise AssertionError
+
+
+async def test_hook_timeout_gives_temporary_failures(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    hooks = StuckHooks()
+    config = base_config(hook_timeout=5)
+    async with running(cert_set, config=config, forward=hooks, auth=hooks) as server:
+        async with await Client.connect(server.mx) as client:
+            await client.greeting_and_ehlo()
+            assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+            start = trio.current_time()
+            rcpt = await client.command("RCPT TO:<bob@example.com>")
+            assert (rcpt.code, rcpt.enhanced) == (451, "4.3.0")
+            assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+            assert (await client.command("NOOP")).code == 250
+        async with await submission_client(server.submission, cert_set) as client:
+            start = trio.current_time()
+            auth = await client.login()
+            assert (auth.code, auth.enhanced) == (454, "4.7.0")
+            assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+            assert (await client.command("NOOP")).code == 250
+
+
+async def test_mailer_timeout_gives_451_and_the_retry_succeeds(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer(delay=1000)
+    config = base_config(mailer_timeout=7)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        start = trio.current_time()
+        failed = await client.send_message("a@b.example", ["bob@example.com"])
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        assert trio.current_time() - start == pytest.approx(7, abs=0.01)
+        mailer.delay = 0
+        assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+    assert len(mailer.delivered) == 1
+
+
+async def test_greeting_delay_refuses_early_talkers(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    async with running(cert_set, config=base_config(greeting_delay=3)) as server:
+        async with await Client.connect(server.mx) as early:
+            await early.send(b"EHLO impatient.example\r\n")
+            refused = await early.reply()
+            assert (refused.code, refused.enhanced) == (554, "5.5.0")
+            assert await early.closed() == b""
+        async with await Client.connect(server.mx) as patient:
+            start = trio.current_time()
+            greeting = await patient.reply()
+            assert greeting.code == 220
+            assert trio.current_time() - start == pytest.approx(3, abs=0.01)
+            assert (await patient.command("EHLO patient.example")).code == 250
+
+
+async def test_greeting_delay_zero_still_catches_bytes_already_there(cert_set: CertSet) -> None:
+    async with running(cert_set) as server, await Client.connect(server.mx) as early:
+        # Nothing the server did can have come before this in the queue;
+        # the check peeks, so it may see it or not, but never answer it.
+        await early.send(b"EHLO impatient.example\r\n")
+        first = await early.reply()
+        assert first.code in (554, 220)
+        if first.code == 220:
+            assert (await early.reply()).code == 250
+
+
+# -- protocol options and names -------------------------------------------------------
+async def test_smtputf8_and_chunking_can_be_switched_off(cert_set: CertSet) -> None:
+    config = base_config(smtputf8=False, chunking=False)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        ehlo = await client.greeting_and_ehlo()
+        assert ehlo.lines[0] == "mx.example.com Hello client.example.org"
+        assert not {"SMTPUTF8", "CHUNKING", "BINARYMIME"} & set(ehlo.lines)
+        assert (await client.command("MAIL FROM:<a@b.example> SMTPUTF8")).code == 555
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        assert (await client.command("RCPT TO:<bob@example.com>")).code == 250
+        assert (await client.command("BDAT 0 LAST")).code == 502
+
+
+async def test_hostname_names_us_in_greeting_and_ehlo(cert_set: CertSet) -> None:
+    async with (
+        running(cert_set, config=base_config(hostname="smtp.example.net")) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        greeting = await client.reply()
+        assert greeting.text.startswith("smtp.example.net ")
+        ehlo = await client.command("EHLO c.example")
+        assert ehlo.lines[0].startswith("smtp.example.net ")
+
+
+@pytest.mark.parametrize(
+    ("lookup_timeout", "expected"),
+    [(5.0, b"(localhost [127.0.0.1])"), (0.0, b"([127.0.0.1])")],
+)
+async def test_reverse_dns_and_its_timeout_name_the_client(
+    cert_set: CertSet, lookup_timeout: float, expected: bytes
+) -> None:
+    mailer = RecordingMailer()
+    config = base_config(reverse_dns=True, reverse_dns_timeout=lookup_timeout)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+    (delivered,) = mailer.delivered
+    assert expected in delivered.data.split(b"\r\n")[0]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_recipients": 99},
+        {"max_message_size": 0},
+        {"max_connections": 0},
+        {"max_connections_per_ip": 0},
+        {"hard_error_limit": 0},
+    ],
+)
+def test_server_config_refuses_unsafe_limits(options: dict[str, int]) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message names the field
+        smtp_recv.ServerConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hostname", ["mx.exämple.com", "", "mx example", "mx\r\n.example"])
+def test_hostname_must_be_an_ascii_name(hostname: str) -> None:
+    # A name that cannot go into a Received header would fail every message.
+    with pytest.raises(ValueError, match="hostname"):
+        smtp_recv.ServerConfig(hostname=hostname)
+
+
+async def test_hostname_in_idna_form_works_end_to_end(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    config = base_config(hostname="mx.xn--exmple-cua.com")
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+    (delivered,) = mailer.delivered
+    assert b"by mx.xn--exmple-cua.com (smtp_recv)" in delivered.data

@@ -1,0 +1,252 @@
+"""``smtp_recv.serve``: starting, listeners, sockets, stopping, and isolation of sessions."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import gc
+import socket
+import struct
+import tempfile
+import warnings
+from collections.abc import Sequence
+
+import pytest
+import trio
+
+import smtp_recv
+from smtp_recv.testing import AcceptDomains, MemoryMailer, PasswordTable
+
+from .conftest import USERS, CertSet, Client, RecordingMailer, base_config, running
+
+ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+
+
+def serve_partial(
+    cert_set: CertSet, config: smtp_recv.ServerConfig, mailer: object = None
+) -> functools.partial[object]:
+    table = PasswordTable(USERS)
+    return functools.partial(
+        smtp_recv.serve,
+        AcceptDomains(["example.com"]),
+        table,
+        mailer or MemoryMailer(),
+        cert_set.certs(),
+        config=config,
+        sender_policy=table,
+    )
+
+
+def local(port: int = 0, **options: object) -> smtp_recv.ListenerConfig:
+    return smtp_recv.ListenerConfig(host="127.0.0.1", port=port, **options)  # type: ignore[arg-type]
+
+
+async def test_serve_started_with_nursery_start_reports_both_listeners(cert_set: CertSet) -> None:
+    config = base_config(mx=local(), submission=local())
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(serve_partial(cert_set, config))
+        assert isinstance(listening, smtp_recv.Listening)
+        ((mx_host, mx_port),) = listening.mx
+        ((sub_host, sub_port),) = listening.submission
+        assert mx_host == sub_host == "127.0.0.1"
+        assert 0 not in (mx_port, sub_port)
+        assert mx_port != sub_port
+        async with await Client.connect(listening.mx[0]) as client:
+            assert (await client.reply()).code == 220
+        async with await Client.connect(
+            listening.submission[0], tls=cert_set.client_context(), server_hostname="localhost"
+        ) as client:
+            assert (await client.reply()).code == 220
+        nursery.cancel_scope.cancel()
+
+
+@pytest.mark.parametrize("disabled", ["mx", "submission"])
+async def test_either_listener_can_be_disabled(cert_set: CertSet, disabled: str) -> None:
+    listeners = {"mx": local(), "submission": local()}
+    listeners[disabled] = local(enabled=False)
+    config = base_config(**listeners)
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(serve_partial(cert_set, config))
+        assert getattr(listening, disabled) == ()
+        other = "submission" if disabled == "mx" else "mx"
+        assert len(getattr(listening, other)) == 1
+        nursery.cancel_scope.cancel()
+
+
+async def test_serve_uses_already_bound_sockets(cert_set: CertSet) -> None:
+    # As systemd socket activation hands them over (LISTEN_FDS).
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    port = sock.getsockname()[1]
+    mailer = MemoryMailer()
+    config = base_config(mx=local(25, sockets=[sock]), submission=local(enabled=False))
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(serve_partial(cert_set, config, mailer))
+        assert listening.mx == (("127.0.0.1", port),)
+        async with await Client.connect(("127.0.0.1", port)) as client:
+            await client.greeting_and_ehlo()
+            assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+        nursery.cancel_scope.cancel()
+    assert len(mailer.messages) == 1
+    assert sock.fileno() == -1  # serve owned it and closed it
+
+
+async def test_cancelling_serve_stops_it_and_closes_listeners(cert_set: CertSet) -> None:
+    config = base_config(mx=local(), submission=local())
+    with trio.CancelScope() as scope:
+        async with trio.open_nursery() as nursery:
+            listening = await nursery.start(serve_partial(cert_set, config))
+            scope.cancel()
+    assert scope.cancelled_caught
+    for address in (*listening.mx, *listening.submission):
+        with pytest.raises(OSError, match="all attempts to connect"):
+            await trio.open_tcp_stream(*address)
+
+
+async def test_bind_failure_raises_oserror_and_leaks_no_socket(cert_set: CertSet) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    config = base_config(mx=local(), submission=local(port))
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with pytest.raises(OSError, match="in use") as excinfo:
+                await serve_partial(cert_set, config)()
+            assert excinfo.value.errno == errno.EADDRINUSE
+            del excinfo
+            gc.collect()
+    finally:
+        busy.close()
+    assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+class WeirdForward:
+    """Hooks that fail in odd ways; each must stay inside its session."""
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("even printing this fails")
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        local_part = recipient.split("@")[0]
+        if local_part == "none":
+            return None  # type: ignore[return-value]
+        if local_part == "group":
+            raise ExceptionGroup("several", [ValueError("a"), KeyError("b")])
+        if local_part == "unprintable":
+            raise self.Unprintable
+        if local_part == "string":
+            return recipient  # a str is a Sequence[str], but not a list of addresses
+        return [recipient]
+
+
+async def test_weird_hook_errors_stay_in_their_session(cert_set: CertSet) -> None:
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, forward=WeirdForward(), mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        for name in ("none", "group", "unprintable", "string"):
+            answer = await client.command(f"RCPT TO:<{name}@example.com>")
+            assert (answer.code, answer.enhanced) == (451, "4.3.0"), name
+        assert (await client.command("RCPT TO:<fine@example.com>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        await client.send(b"Subject: x\r\n\r\nx\r\n.\r\n")
+        assert (await client.reply()).code == 250
+    (delivered,) = mailer.delivered
+    assert [(r.address, r.targets) for r in delivered.mail.recipients] == [
+        ("fine@example.com", ("fine@example.com",))
+    ]
+    assert server.cancelled  # serve ended by our stop, not by an error
+
+
+def reset(client: Client) -> None:
+    """Close with a TCP RST rather than a FIN."""
+    sock = client.stream.socket  # type: ignore[attr-defined]
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
+
+
+@pytest.mark.parametrize("how", ["reset", "eof"])
+async def test_connection_dropped_mid_data_delivers_nothing_and_others_go_on(
+    cert_set: CertSet, how: str
+) -> None:
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as other,
+    ):
+        await other.greeting_and_ehlo()
+        dropped = await Client.connect(server.mx)
+        await dropped.greeting_and_ehlo()
+        await dropped.send(ENVELOPE)
+        assert [(await dropped.reply()).code for _ in range(3)] == [250, 250, 354]
+        await dropped.send(b"Subject: half\r\n\r\nonly half of it\r\n")
+        if how == "reset":
+            reset(dropped)
+        else:
+            await dropped.stream.send_eof()  # type: ignore[attr-defined]
+            assert await dropped.closed() == b""
+            await dropped.aclose()
+        answer = await other.send_message("a@b.example", ["bob@example.com"])
+        assert answer.code == 250
+    assert [d.mail.session_id for d in mailer.delivered] == [mailer.delivered[0].mail.session_id]
+    assert len(mailer.delivered) == 1
+    assert b"only half" not in mailer.delivered[0].data
+
+
+async def test_bdat_message_is_delivered_and_dropped_before_last_is_not(
+    cert_set: CertSet,
+) -> None:
+    mailer = RecordingMailer()
+    async with running(cert_set, mailer=mailer) as server:
+        async with await Client.connect(server.mx) as client:
+            await client.greeting_and_ehlo()
+            first, last = b"Subject: b\r\n\r\nab", b".\r\n\r\n"
+            await client.send(
+                b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\n"
+                + f"BDAT {len(first)}\r\n".encode()
+                + first
+                + f"BDAT {len(last)} LAST\r\n".encode()
+                + last
+            )
+            answers = [await client.reply() for _ in range(4)]
+            assert [a.code for a in answers] == [250, 250, 250, 250]
+        dropped = await Client.connect(server.mx)
+        await dropped.greeting_and_ehlo()
+        await dropped.send(
+            b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nBDAT 10\r\n0123456789"
+        )
+        assert [(await dropped.reply()).code for _ in range(3)] == [250, 250, 250]
+        reset(dropped)
+    (delivered,) = mailer.delivered
+    assert delivered.data.endswith(b"\r\nSubject: b\r\n\r\nab.\r\n\r\n")
+
+
+async def test_internal_error_in_a_session_gives_421_and_serving_goes_on(
+    cert_set: CertSet, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+) -> None:
+    # A spool that cannot be written (disk gone): the session says 421 and
+    # ends; the message is not acknowledged, and the server goes on.
+    monkeypatch.setattr(tempfile, "tempdir", "/nonexistent/smtp-recv-spool")
+    mailer = RecordingMailer()
+    config = base_config(spool_threshold=100)
+    async with running(cert_set, config=config, mailer=mailer) as server:
+        async with await Client.connect(server.mx) as client:
+            await client.greeting_and_ehlo()
+            await client.send(ENVELOPE)
+            assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+            await client.send(b"Subject: big\r\n\r\n" + b"z" * 500 + b"\r\n.\r\n")
+            failed = await client.reply()
+            assert (failed.code, failed.enhanced) == (421, "4.3.0")
+            assert await client.closed() == b""
+        monkeypatch.undo()
+        async with await Client.connect(server.mx) as client:
+            await client.greeting_and_ehlo()
+            assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
+    assert len(mailer.delivered) == 1

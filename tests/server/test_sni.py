@@ -1,0 +1,121 @@
+"""The certificate is chosen by SNI, on both listeners; the default otherwise."""
+
+from __future__ import annotations
+
+import ssl
+
+import pytest
+
+import smtp_recv
+
+from .conftest import Certs, CertSet, Client, running
+
+
+def san(client: Client) -> set[str]:
+    assert isinstance(client.stream, __import__("trio").SSLStream)
+    certificate = client.stream.getpeercert()
+    assert certificate is not None
+    return {value for kind, value in certificate["subjectAltName"] if kind == "DNS"}
+
+
+async def connect_tls(
+    server_address: tuple[str, int], role: str, cert_set: CertSet, server_name: str | None
+) -> Client:
+    """A TLS client on either listener (STARTTLS on MX), sending ``server_name`` as SNI."""
+    context = cert_set.client_context()
+    # Hostname checks are off so that no SNI and unknown names can be tried;
+    # the chain is still verified against our CA.
+    context.check_hostname = False
+    if role == "submission":
+        client = await Client.connect(server_address, tls=context, server_hostname=server_name)
+        await client.greeting_and_ehlo()
+        return client
+    client = await Client.connect(server_address)
+    await client.greeting_and_ehlo()
+    await client.starttls(context, server_name)
+    return client
+
+
+@pytest.mark.parametrize("role", ["mx", "submission"])
+async def test_sni_selects_the_certificate_of_each_name(cert_set: CertSet, role: str) -> None:
+    async with running(cert_set) as server:
+        address = server.mx if role == "mx" else server.submission
+        expected = {
+            "mail.example.com": {"mail.example.com"},
+            "mail.example.net": {"mail.example.net"},
+            "MAIL.Example.NET": {"mail.example.net"},
+            None: {"mx.example.com", "localhost"},
+            "unknown.example.org": {"mx.example.com", "localhost"},
+        }
+        for name, names in expected.items():
+            async with await connect_tls(address, role, cert_set, name) as client:
+                assert san(client) == names, name
+                assert (await client.command("NOOP")).code == 250
+
+
+@pytest.mark.parametrize("role", ["mx", "submission"])
+async def test_sni_certificate_verifies_for_its_hostname(cert_set: CertSet, role: str) -> None:
+    # With hostname checking on, the handshake itself proves the right certificate.
+    async with running(cert_set) as server:
+        address = server.mx if role == "mx" else server.submission
+        context = cert_set.client_context()
+        if role == "submission":
+            client = await Client.connect(address, tls=context, server_hostname="mail.example.net")
+            assert (await client.reply()).code == 220
+        else:
+            client = await Client.connect(address)
+            await client.greeting_and_ehlo()
+            await client.starttls(context, "mail.example.net")
+        async with client:
+            assert (await client.command("EHLO x")).code == 250
+
+
+class BrokenCerts:
+    def __init__(self, default: smtp_recv.Certificate) -> None:
+        self.default = default
+
+    def get(self, host: str | None) -> smtp_recv.Certificate | None:
+        if host is None:
+            return self.default
+        raise RuntimeError("certificate store unavailable")
+
+
+async def test_sni_lookup_failure_falls_back_to_default(cert_set: CertSet) -> None:
+    async with (
+        running(cert_set, certs=BrokenCerts(cert_set.default)) as server,
+        await connect_tls(server.submission, "submission", cert_set, "mail.example.com") as client,
+    ):
+        assert "mx.example.com" in san(client)
+
+
+def test_certs_without_default_are_refused(cert_set: CertSet) -> None:
+    from smtp_recv._tls import TLSContexts
+
+    with pytest.raises(ValueError, match="default"):
+        TLSContexts(Certs({"mail.example.com": cert_set.other}))
+
+
+class RecordingAuth:
+    def __init__(self) -> None:
+        self.hosts: list[str | None] = []
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.hosts.append(host)
+        return username
+
+
+async def test_auth_verify_receives_the_sni_host(cert_set: CertSet) -> None:
+    auth = RecordingAuth()
+    async with running(cert_set, auth=auth) as server:
+        for name in ("mail.example.com", None):
+            async with await connect_tls(server.submission, "submission", cert_set, name) as client:
+                assert (await client.login()).code == 235
+    assert auth.hosts == ["mail.example.com", None]
+
+
+def test_hardened_context_refuses_old_tls(cert_set: CertSet) -> None:
+    from smtp_recv._tls import TLSContexts
+
+    context = TLSContexts(cert_set.certs()).context
+    assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
+    assert context.options & ssl.OP_NO_RENEGOTIATION

@@ -1,0 +1,129 @@
+"""smtp_recv.testing (serve_for_tests, ThreadedTestServer) and smtp_recv.pytest_plugin."""
+
+from __future__ import annotations
+
+import smtplib
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import trio
+
+from smtp_recv.testing import TestServer, ThreadedTestServer, serve_for_tests
+
+BODY = b"Subject: threaded\r\n\r\nHello from a thread.\r\n"
+
+
+def test_threaded_test_server_receives_from_smtplib_on_both_listeners() -> None:
+    with ThreadedTestServer() as server:
+        with smtplib.SMTP(*server.mx, timeout=10) as smtp:
+            smtp.sendmail("a@example.org", ["bob@example.com"], BODY)
+        mail = server.mailer.wait_for_message_blocking()
+        assert mail.sender == "a@example.org"
+        assert mail.data.endswith(BODY)
+        with smtplib.SMTP_SSL(
+            *server.submission, context=server.client_context(), timeout=10
+        ) as smtp:
+            smtp.login("user@example.com", "password")
+            smtp.sendmail("user@example.com", ["x@elsewhere.net"], BODY)
+        submitted = server.mailer.wait_for_message_blocking(2)
+        assert submitted.username == "user@example.com"
+        address = server.mx
+    # Stopped on exit: nothing listens any more.
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(address, timeout=5):
+        pass
+
+
+def test_threaded_test_server_wait_times_out() -> None:
+    with ThreadedTestServer() as server, pytest.raises(TimeoutError, match="0 of 1"):
+        server.mailer.wait_for_message_blocking(timeout=0.05)
+
+
+def test_smtp_server_thread_fixture(smtp_server_thread: TestServer) -> None:
+    with smtplib.SMTP(*smtp_server_thread.mx, timeout=10) as smtp:
+        refused = smtp.sendmail("a@example.org", ["bob@example.com", "x@nowhere.org"], BODY)
+    assert list(refused) == ["x@nowhere.org"]
+    mail = smtp_server_thread.mailer.wait_for_message_blocking()
+    assert [r.address for r in mail.recipients] == ["bob@example.com"]
+
+
+async def test_smtp_server_fixture(smtp_server: TestServer) -> None:
+    def send() -> None:
+        with smtplib.SMTP(*smtp_server.mx, timeout=10) as smtp:
+            smtp.starttls(context=smtp_server.client_context())
+            smtp.sendmail("a@example.org", ["bob@example.com"], BODY)
+
+    await trio.to_thread.run_sync(send)
+    with trio.fail_after(10):
+        mail = await smtp_server.mailer.wait_for_message()
+    assert mail.tls is not None
+    assert smtp_server.config.hostname == "mx.example.com"
+
+
+async def test_serve_for_tests_lets_the_body_exception_through_unwrapped() -> None:
+    with pytest.raises(KeyError, match="raised in the body"):
+        async with serve_for_tests():
+            raise KeyError("raised in the body")
+
+
+async def test_serve_for_tests_can_disable_a_listener() -> None:
+    from smtp_recv import ListenerConfig, ServerConfig
+
+    config = ServerConfig(
+        hostname="mx.example.com",
+        reverse_dns=False,
+        submission=ListenerConfig(port=0, enabled=False),
+    )
+    async with serve_for_tests(config=config) as server:
+        assert server.submission == ("", 0)
+        assert server.mx[1] != 0
+
+
+def test_pytest_plugin_loads_with_dash_p(tmp_path: Path) -> None:
+    (tmp_path / "pytest.ini").write_text("[pytest]\ntrio_mode = true\n")
+    (tmp_path / "test_uses_plugin.py").write_text(
+        textwrap.dedent(
+            """
+            import smtplib
+            import trio
+
+            MESSAGE = b"Subject: x\\r\\n\\r\\nx\\r\\n"
+
+            def test_thread(smtp_server_thread):
+                server = smtp_server_thread
+                with smtplib.SMTP(*server.mx, timeout=10) as smtp:
+                    smtp.sendmail("a@example.org", ["b@example.com"], MESSAGE)
+                assert server.mailer.wait_for_message_blocking().sender == "a@example.org"
+
+            async def test_trio(smtp_server):
+                def send():
+                    with smtplib.SMTP(*smtp_server.mx, timeout=10) as smtp:
+                        smtp.sendmail("c@example.org", ["b@example.com"], MESSAGE)
+                await trio.to_thread.run_sync(send)
+                with trio.fail_after(10):
+                    assert (await smtp_server.mailer.wait_for_message()).sender == "c@example.org"
+            """
+        )
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "smtp_recv.pytest_plugin",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "2 passed" in result.stdout
