@@ -611,7 +611,9 @@ class Session:
     async def _on_command_rejected(self, conn: ServerConnection, event: CommandRejected) -> None:
         log.debug("%s refused: %s", self.id, event.reply)
         config = self._config
-        if event.reply in _AUTH_FAILURE_REPLIES:
+        auth_failure = event.reply in _AUTH_FAILURE_REPLIES
+        if auth_failure:
+            # AUTH failures have their own, steeper, penalty; no second one below.
             await self._auth_failed(conn)
             self._check_auth_failures(conn)
             if self._closing:
@@ -622,7 +624,7 @@ class Session:
             log.info("%s too many errors", self.id)
             conn.abort(replies.TOO_MANY_ERRORS)
             self._closing = True
-        elif event.error_count > config.soft_error_limit:
+        elif event.error_count > config.soft_error_limit and not auth_failure:
             # Postfix's soft limit: each further error costs the client time.
             excess = event.error_count - config.soft_error_limit
             await trio.sleep(min(config.error_delay * excess, MAX_PENALTY_DELAY))

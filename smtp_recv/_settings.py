@@ -532,8 +532,17 @@ def load_settings(source: Path) -> Settings:
             if value is not None:
                 options[name] = value
     if raw.hostname is not None:
-        if not raw.hostname or any(c.isspace() for c in raw.hostname):
-            raise ConfigError(source, "hostname", f"{raw.hostname!r} is not a host name")
+        if (
+            not raw.hostname
+            or not raw.hostname.isascii()
+            or not raw.hostname.isprintable()
+            or any(c.isspace() for c in raw.hostname)
+        ):
+            raise ConfigError(
+                source,
+                "hostname",
+                f"{raw.hostname!r} is not a host name (use the xn-- form for a non-ASCII name)",
+            )
         options["hostname"] = raw.hostname
     try:
         config = ServerConfig(
