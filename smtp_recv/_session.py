@@ -9,7 +9,9 @@ exception of one connection ever reaches the server.
 from __future__ import annotations
 
 import contextlib
+import enum
 import logging
+import math
 import socket
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -64,6 +66,18 @@ _IDLE_STATES = frozenset({State.CONNECTED, State.GREETED})
 _BODY_STATES = frozenset({State.DATA, State.BDAT})
 # Core refusals that are failed AUTH attempts, counted like a wrong password.
 _AUTH_FAILURE_REPLIES = frozenset({replies.AUTH_FAILED, replies.AUTH_CANCELLED})
+
+
+class _Waiting(enum.Enum):
+    """What a session waits for when its wait scope fires."""
+
+    NOTHING = "nothing"
+    #: The next command, between transactions (shutdown may interrupt).
+    IDLE = "idle"
+    #: More of a command, a body or a SASL response.
+    RECEIVE = "receive"
+    #: The client to read our replies.
+    SEND = "send"
 
 
 class _Closed(Exception):
@@ -178,6 +192,8 @@ class Session:
         # handshake.  A last reply then would be plaintext inside TLS.
         self._replies_possible = role is Role.MX
         self._line_started: float | None = None
+        self._wait = trio.CancelScope()
+        self._waiting = _Waiting.NOTHING
         self._client_name: str | None = None
         self._client_name_looked_up = False
         # The transaction under way, as far as the I/O layer is concerned.
@@ -291,7 +307,29 @@ class Session:
 
     # -- the command loop --------------------------------------------------------
     async def _converse(self, conn: ServerConnection) -> bool:
-        """Run one protocol session; ``True`` when it ended in STARTTLS."""
+        """Run one protocol session; ``True`` when it ended in STARTTLS.
+
+        Every wait on the client (a receive, or a send the client must read)
+        runs under one cancel scope per session whose deadline is set before
+        the wait and lifted after it: one scope instead of one per receive,
+        which is most of the per-command cost of trio's timeouts.
+        """
+        with trio.CancelScope() as wait:
+            self._wait = wait
+            return await self._converse_until_closed(conn)
+        # Only reached when a wait's deadline passed, or shutdown cancelled
+        # the wait of an idle session.
+        if self._waiting is _Waiting.SEND:
+            raise _Closed
+        if self._waiting is _Waiting.IDLE and self._context.shutting_down:
+            conn.abort(replies.SHUTTING_DOWN)
+        else:
+            log.info("%s timeout waiting for the client in %s", self.id, conn.state.value)
+            conn.abort(replies.TIMEOUT)
+        await self._final_data(conn.data_to_send())
+        raise _Closed
+
+    async def _converse_until_closed(self, conn: ServerConnection) -> bool:
         handlers = self._handlers
         while True:
             try:
@@ -322,14 +360,15 @@ class Session:
         data = conn.data_to_send()
         if data:
             # A client that stops reading must not hold us forever.
-            with trio.move_on_after(self._config.command_timeout) as scope:
-                await self._stream.send_all(data)
-            if scope.cancelled_caught:
-                raise _Closed
+            wait = self._wait
+            self._waiting = _Waiting.SEND
+            wait.deadline = trio.current_time() + self._config.command_timeout
+            await self._stream.send_all(data)
+            wait.deadline = math.inf
 
     async def _receive(self, conn: ServerConnection) -> None:
         """Wait for bytes under the deadline that fits the state."""
-        config, context = self._config, self._context
+        config = self._config
         now = trio.current_time()
         state = conn.state
         idle = False
@@ -352,31 +391,33 @@ class Session:
             self._line_started = None
             deadline = now + config.command_timeout
             idle = state in _IDLE_STATES
-        with trio.CancelScope(deadline=deadline) as scope:
-            if idle:
-                context.idle_scopes.add(scope)
-                if context.shutting_down:
-                    scope.cancel()
+        wait = self._wait
+        wait.deadline = deadline
+        if idle:
+            # Between transactions: shutdown may end this wait at once.
+            self._waiting = _Waiting.IDLE
+            idle_scopes = self._context.idle_scopes
+            idle_scopes.add(wait)
+            if self._context.shutting_down:
+                wait.cancel()
             try:
                 data = await self._stream.receive_some(RECEIVE_SIZE)
             finally:
-                if idle:
-                    context.idle_scopes.discard(scope)
-        if scope.cancelled_caught:
-            if idle and context.shutting_down:
-                conn.abort(replies.SHUTTING_DOWN)
-            else:
-                log.info("%s timeout in %s", self.id, state.value)
-                conn.abort(replies.TIMEOUT)
-            await self._flush(conn)
-            raise _Closed
+                idle_scopes.discard(wait)
+        else:
+            self._waiting = _Waiting.RECEIVE
+            data = await self._stream.receive_some(RECEIVE_SIZE)
+        wait.deadline = math.inf
         if state in _BODY_STATES:
             self._data_received += len(data)
         conn.receive_data(data)
 
     async def _final_reply(self, reply: Reply) -> None:
         """Best effort: send a last reply on a stream that may be broken."""
-        if not self._replies_possible:
+        await self._final_data(reply.to_bytes())
+
+    async def _final_data(self, data: bytes) -> None:
+        if not self._replies_possible or not data:
             return
         deadline = trio.current_time() + FINAL_REPLY_TIMEOUT
         with (
@@ -385,11 +426,14 @@ class Session:
                 trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
             ),
         ):
-            await self._stream.send_all(reply.to_bytes())
+            await self._stream.send_all(data)
 
     async def _hook(self, call: Callable[..., Awaitable[T]], *args: object) -> T:
-        with trio.fail_after(self._config.hook_timeout):
+        # A bare CancelScope: trio.fail_after's context manager costs more
+        # than the typical hook it guards.
+        with trio.CancelScope(deadline=trio.current_time() + self._config.hook_timeout):
             return await call(*args)
+        raise trio.TooSlowError
 
     # -- events ------------------------------------------------------------------
     async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:
@@ -577,8 +621,9 @@ class Session:
             "message_id": self._message_id,
             "received_at": datetime.now(UTC),
         }
+        deadline = trio.current_time() + self._config.mailer_timeout
         try:
-            with trio.fail_after(self._config.mailer_timeout):
+            with trio.CancelScope(deadline=deadline) as scope:
                 if self._role is Role.SUBMISSION:
                     assert self._user_id is not None
                     assert self._username is not None
@@ -592,6 +637,9 @@ class Session:
         except Exception:
             # The client keeps the message and retries: nothing is lost.
             log.exception("%s Mailer failed for message %s", self.id, self._message_id)
+            return replies.TEMPORARY_FAILURE
+        if scope.cancelled_caught:
+            log.error("%s Mailer timed out for message %s", self.id, self._message_id)
             return replies.TEMPORARY_FAILURE
         return replies.message_accepted(self._message_id)
 
