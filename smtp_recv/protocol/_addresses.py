@@ -26,6 +26,9 @@ _QUOTED = rf'"(?:[\x20\x21\x23-\x5b\x5d-\x7e{_UTF8}]|\\[\x20-\x7e])*"'
 _LABEL = rf"[A-Za-z0-9{_UTF8}](?:[A-Za-z0-9\-{_UTF8}]*[A-Za-z0-9{_UTF8}])?"
 _DOMAIN = rf"{_LABEL}(?:\.{_LABEL})*"
 _LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
+# RFC 5321 4.1.3: Snum = 1*3DIGIT (0 to 255); Standardized-tag = Ldh-str.
+_SNUM = re.compile(r"[0-9]{1,3}")
+_LDH_STR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?")
 _MAILBOX = re.compile(rf"(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})")
 _DOMAIN_RE = re.compile(_DOMAIN)
 # A-d-l: "@" Domain *( "," "@" Domain ), then ":"; obsolete, accepted and dropped.
@@ -45,25 +48,27 @@ def _check_address_literal(literal: str) -> bool:
     inner = literal[1:-1]
     if inner[:5].upper() == "IPV6:":
         try:
-            ipaddress.IPv6Address(inner[5:])
+            address = ipaddress.IPv6Address(inner[5:])
         except ValueError:
             return False
-        return True
+        # ``ipaddress`` takes a zone index ("fe80::1%eth0"); IPv6-addr has none.
+        return address.scope_id is None
     if ":" in inner:
-        tag = inner.split(":", 1)[0]
-        return bool(_KEYWORD.fullmatch(tag))
-    try:
-        ipaddress.IPv4Address(inner)
-    except ValueError:
-        return False
-    return True
+        # General-address-literal = Standardized-tag ":" 1*dcontent
+        tag, _, content = inner.partition(":")
+        return bool(_LDH_STR.fullmatch(tag)) and bool(content)
+    # IPv4-address-literal = Snum 3("." Snum).  Not ``ipaddress``, which
+    # refuses the leading zeros that Snum allows ("[010.0.0.1]").
+    parts = inner.split(".")
+    return len(parts) == 4 and all(_SNUM.fullmatch(part) and int(part) <= 255 for part in parts)
 
 
-def parse_path(text: str, bad: Reply) -> str:
+def parse_path(text: str, bad: Reply, *, postmaster: bool = False) -> str:
     """Parse ``<[A-d-l:]mailbox>`` and return the mailbox, or ``""`` for ``<>``.
 
     ``bad`` is the reply for a malformed path: 501 5.1.7 for a sender,
-    501 5.1.3 for a recipient (RFC 3463).
+    501 5.1.3 for a recipient (RFC 3463).  ``postmaster`` admits the bare
+    ``<Postmaster>`` that only RCPT TO allows (RFC 5321 4.1.1.3).
     """
     if len(text.encode("utf-8")) > limits.PATH:
         raise _Refusal(bad)
@@ -72,13 +77,15 @@ def parse_path(text: str, bad: Reply) -> str:
     inner = text[1:-1]
     if not inner:
         return ""
+    if postmaster and inner.casefold() == "postmaster":
+        # RFC 5321 4.1.1.3 and 4.5.1: "RCPT TO:<Postmaster>", without a domain
+        # or a route, is always accepted (case-insensitively).  MAIL FROM has
+        # no such form: a reverse-path is "<>" or a full mailbox.
+        return inner
     route = _SOURCE_ROUTE.match(inner)
     if route:
         # RFC 5321 4.1.1.3 and C: source routes must be accepted and ignored.
         inner = inner[route.end() :]
-    if inner.casefold() == "postmaster":
-        # RFC 5321 4.5.1: <Postmaster> without a domain is always accepted.
-        return inner
     match = _MAILBOX.fullmatch(inner)
     if match is None:
         raise _Refusal(bad)
@@ -109,7 +116,10 @@ def split_path_and_parameters(argument: str, prefix: str, syntax: Reply) -> tupl
     path, params = rest[: close + 1], rest[close + 1 :]
     if params and not params.startswith(" "):
         raise _Refusal(syntax)
-    return path, params.split()
+    # RFC 5321 4.1.2: parameters are separated by SP alone.  ``str.split()``
+    # would also split on HT, FS..US, NEL and NBSP and so let control
+    # characters through as separators; runs of spaces are tolerated.
+    return path, [word for word in params.split(" ") if word]
 
 
 def _path_end(text: str) -> int:
@@ -223,7 +233,7 @@ def parse_rcpt(argument: str, *, smtputf8: bool) -> tuple[str, RcptParameters]:
             orcpt = f"{addr_type};{_xtext(address, limits.DSN_RCPT_ALLOWANCE)}"
         else:
             raise _Refusal(replies.UNKNOWN_PARAMETER)
-    recipient = parse_path(path, replies.BAD_RECIPIENT_ADDRESS)
+    recipient = parse_path(path, replies.BAD_RECIPIENT_ADDRESS, postmaster=True)
     if not recipient:
         raise _Refusal(replies.NULL_RECIPIENT)
     if not smtputf8 and not recipient.isascii():

@@ -83,7 +83,10 @@ class SessionConfig:
     chunking: bool = True
     #: Put RFC 3463 codes on replies and offer ENHANCEDSTATUSCODES (RFC 2034).
     enhanced_status_codes: bool = True
-    #: Refuse messages with a bare CR or LF in DATA (``550 5.5.2``).
+    #: Refuse DATA messages with a bare CR or LF (``550 5.5.2``) or a NUL
+    #: (``550 5.6.0``): text that only CRLF structures (RFC 5321 2.3.8, RFC
+    #: 6152).  ``False`` passes such bytes on verbatim; a bare CR or LF still
+    #: never ends a line or the message.
     reject_bare_line_endings: bool = True
 
     def __post_init__(self) -> None:
@@ -217,11 +220,13 @@ class ServerConnection:
 
     def accept(self, reply: Reply | None = None) -> None:
         """Accept the pending decision, with ``reply`` or the usual success reply."""
+        # Check before taking: a refused call must leave the decision pending,
+        # or the client would never get a reply to its command.
+        if reply is not None and not reply.is_positive:
+            raise LocalProtocolError(f"accept() needs a 2xx or 3xx reply, not {reply.code}")
         event = self._take_pending()
         if reply is None:
             reply = _SUCCESS[type(event)]
-        if not reply.is_positive:
-            raise LocalProtocolError(f"accept() needs a 2xx or 3xx reply, not {reply.code}")
         if isinstance(event, MailFrom):
             self._sender = event.sender
             self._mail_parameters = event.parameters
@@ -239,9 +244,9 @@ class ServerConnection:
 
     def reject(self, reply: Reply) -> None:
         """Refuse the pending decision with a 4xx or 5xx ``reply``."""
-        event = self._take_pending()
         if reply.is_positive:
             raise LocalProtocolError(f"reject() needs a 4xx or 5xx reply, not {reply.code}")
+        event = self._take_pending()
         if isinstance(event, AuthCredentials):
             self._sasl = None
             self._move(Milestone.AUTH_ENDED)
@@ -302,8 +307,11 @@ class ServerConnection:
             return False
         if line is LINE_TOO_LONG:
             if self._state is State.AUTH:
+                # RFC 4954 section 6: its own code for an over-long response.
                 self._end_sasl()
-            self._refuse(replies.LINE_TOO_LONG)
+                self._refuse(replies.AUTH_LINE_TOO_LONG)
+            else:
+                self._refuse(replies.LINE_TOO_LONG)
             return True
         assert isinstance(line, bytes)
         try:
@@ -529,18 +537,25 @@ class ServerConnection:
     def _read_data(self) -> bool:
         reader = self._reader
         assert reader is not None
+        buffered = len(self._buffer)
         piece, ended = reader.read(self._buffer)
         if piece:
             self._events.append(MessageData(data=piece))
         if ended:
+            # One verdict from the whole message, whatever arrived first.
             if reader.oversized:
                 self._abort_message(replies.MESSAGE_TOO_BIG)
             elif reader.bare_line_ending:
                 self._abort_message(replies.BARE_LINE_ENDING_IN_DATA)
+            elif reader.nul:
+                self._abort_message(replies.NUL_IN_DATA)
             else:
                 self._decide(self._complete(reader.size))
             return True
-        return bool(piece)
+        # Progress is bytes consumed, not bytes passed on: a refused message
+        # passes nothing on but must still be drained, so that the buffer
+        # stays under DATA_FLUSH whenever more data is asked for.
+        return len(self._buffer) < buffered
 
     def _bdat(self, argument: str) -> None:
         words = argument.split(" ")
@@ -565,7 +580,13 @@ class ServerConnection:
         if not self.config.chunking:
             self._discard_chunk(size, replies.BDAT_NOT_AVAILABLE)
             return
-        if self.config.auth_required and not self.authenticated:
+        if (
+            self.config.auth_required
+            and not self.authenticated
+            and self._state is not State.CONNECTED
+        ):
+            # As for MAIL, RCPT and DATA: before HELO/EHLO the sequence error
+            # (503) comes first, after it the missing AUTH (530).
             self._discard_chunk(size, replies.AUTH_REQUIRED)
             return
         new = next_state(self._state, Verb.BDAT)

@@ -10,6 +10,11 @@ advisories of 2023):
 * A line that begins with "." loses that one dot (transparency).
 * The size limit is applied while streaming: past it the reader keeps
   reading to the real end but passes nothing on.
+* In strict mode a message with a bare CR or LF, or with a NUL, is read to
+  its end and refused.  DATA carries 7bit or 8bitMIME text, which has CR and
+  LF only as CRLF and no NUL at all (RFC 5321 2.3.8, RFC 6152 section 3 and
+  RFC 2045 2.7/2.8); both are what smuggling hides its fake ends behind, for
+  a hop that strips NULs or takes a bare LF as a line end.
 """
 
 from __future__ import annotations
@@ -27,31 +32,34 @@ class DataReader:
 
     __slots__ = (
         "_at_line_start",
-        "_check_line_endings",
         "_limit",
         "_searched",
+        "_strict",
         "bare_line_ending",
+        "nul",
         "oversized",
         "size",
     )
 
-    def __init__(self, limit: int, check_line_endings: bool) -> None:
+    def __init__(self, limit: int, strict: bool) -> None:
         # DATA's 354 is followed by the first line of the message.
         self._at_line_start = True
         # Bytes of the buffer before this offset are known not to hold _END.
         self._searched = 0
         self._limit = limit
-        self._check_line_endings = check_line_endings
-        #: Bytes of message so far, after unstuffing.
+        self._strict = strict
+        #: Bytes of message so far, after unstuffing (refused or not).
         self.size = 0
         #: The message passed the size limit; nothing more is passed on.
         self.oversized = False
-        #: A bare CR or LF was seen (only tracked when checking).
+        #: A bare CR or LF was seen (only tracked in strict mode).
         self.bare_line_ending = False
+        #: A NUL was seen (only tracked in strict mode).
+        self.nul = False
 
     @property
     def refused(self) -> bool:
-        return self.oversized or self.bare_line_ending
+        return self.oversized or self.bare_line_ending or self.nul
 
     def read(self, buffer: ReceiveBuffer) -> tuple[bytes, bool]:
         """Take what can be taken from ``buffer``.
@@ -92,18 +100,23 @@ class DataReader:
         starts_line = self._at_line_start
         # Pieces end at a CRLF, except the long-line flush which ends mid-line.
         self._at_line_start = piece.endswith(b"\r\n")
-        if self._check_line_endings and not self.bare_line_ending:
-            crlf = piece.count(b"\r\n")
-            if piece.count(b"\n") != crlf or piece.count(b"\r") != crlf:
-                self.bare_line_ending = True
+        # Every fault is looked for in every piece, even once the message is
+        # refused: which reply it gets must depend on the whole message, not
+        # on which fault happened to arrive in an earlier read.
+        if self._strict:
+            if not self.bare_line_ending:
+                crlf = piece.count(b"\r\n")
+                if piece.count(b"\n") != crlf or piece.count(b"\r") != crlf:
+                    self.bare_line_ending = True
+            if not self.nul and b"\x00" in piece:
+                self.nul = True
         if starts_line and piece[:1] == b".":
             piece = piece[1:]
         if b"\r\n." in piece:
             piece = piece.replace(b"\r\n.", b"\r\n")
-        if self.refused:
-            return b""
         self.size += len(piece)
         if self.size > self._limit:
             self.oversized = True
+        if self.refused:
             return b""
         return piece

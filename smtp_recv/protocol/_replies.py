@@ -168,6 +168,8 @@ AUTH_BAD_RESPONSE = _r(501, "5.5.2", "Malformed authentication response")
 ENCRYPTION_REQUIRED = _r(538, "5.7.11", "Encryption required for authentication")
 AUTH_REQUIRED = _r(530, "5.7.0", "Authentication required")
 AUTH_FAILED = _r(535, "5.7.8", "Authentication credentials invalid")
+#: RFC 4954 section 6: a SASL response longer than we accept.
+AUTH_LINE_TOO_LONG = _r(500, "5.5.6", "Authentication Exchange line is too long")
 AUTH_TEMPORARY_FAILURE = _r(454, "4.7.0", "Temporary authentication failure")
 SENDER_NOT_OWNED = _r(553, "5.7.1", "Sender address not owned by user")
 
@@ -180,6 +182,8 @@ MESSAGE_TOO_BIG = _r(552, "5.3.4", "Message size exceeds fixed limit")
 BARE_LINE_ENDING_IN_DATA = _r(
     550, "5.5.2", "Message contains bare CR or LF; only CRLF ends a line (RFC 5321 2.3.8)"
 )
+#: RFC 6152 section 3 and RFC 2045 2.8: neither 7bit nor 8bit text has a NUL.
+NUL_IN_DATA = _r(550, "5.6.0", "Message contains NUL, which DATA cannot carry (RFC 6152)")
 TEMPORARY_FAILURE = _r(451, "4.3.0", "Temporary failure, please try again later")
 
 # -- the connection -------------------------------------------------------

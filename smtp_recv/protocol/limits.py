@@ -42,7 +42,9 @@ BDAT_SIZE_DIGITS = 20
 
 #: A DATA line longer than this is passed on in pieces rather than kept
 #: whole: RFC 5321 4.5.3.1.6 allows 1000 octets per line, but lines past that
-#: are common in the wild and are streamed, never buffered.
+#: are common in the wild and are streamed, never buffered.  At least 3
+#: (``len(b".\r\n")``): a flush keeps one byte back, so a lone "." CRLF at the
+#: start of a line is then never cut in two.
 DATA_FLUSH = 64 * 1024
 #: RFC 5321 4.1.1.1: a HELO/EHLO argument is a domain or address literal.
 HELO_NAME = 255

@@ -1,0 +1,414 @@
+"""Message bodies: DATA (RFC 5321 4.1.1.4, 4.5.2) and BDAT (RFC 3030)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from protocol_harness import (
+    LEAVE,
+    SPLITS,
+    Dialogue,
+    codes,
+    greeted,
+    in_transaction,
+    parse_replies,
+)
+
+from smtp_recv.protocol import (
+    NEED_DATA,
+    PAUSED,
+    CommandRejected,
+    ConnectionClosed,
+    DataStarted,
+    MessageAborted,
+    MessageComplete,
+    MessageData,
+    State,
+    TransactionReset,
+    limits,
+    replies,
+)
+
+Split = Callable[[bytes], list[bytes]]
+
+
+# -- DATA ----------------------------------------------------------------------------
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_rfc5321_4_1_1_4_data_exchange(split: Split) -> None:
+    dialogue = in_transaction(recipients=("a@our.example", "b@our.example"))
+    dialogue.events.clear()
+    out = dialogue.send(b"DATA\r\nSubject: x\r\n\r\nHello\r\n.\r\nNOOP\r\n", split)
+    assert out == (
+        b"354 End data with <CR><LF>.<CR><LF>\r\n"
+        + replies.OK.to_bytes()
+        + replies.NOOP_OK.to_bytes()
+    )
+    assert dialogue.events[0] == DataStarted(chunked=False)
+    assert dialogue.body() == b"Subject: x\r\n\r\nHello\r\n"
+    [complete] = dialogue.of_type(MessageComplete)
+    assert complete == MessageComplete(
+        sender="sender@client.example",
+        recipients=("a@our.example", "b@our.example"),
+        size=len(b"Subject: x\r\n\r\nHello\r\n"),
+    )
+    assert dialogue.state is State.GREETED
+    assert dialogue.conn.sender is None
+    assert dialogue.conn.recipients == ()
+
+
+def test_the_message_waits_for_the_applications_verdict() -> None:
+    dialogue = in_transaction()
+    dialogue.decide = lambda event: LEAVE
+    dialogue.send(b"DATA\r\nx\r\n.\r\nQUIT\r\n")
+    conn = dialogue.conn
+    assert conn.next_event() is PAUSED
+    assert conn.state is State.DATA
+    conn.accept(replies.message_accepted("ABC123"))
+    assert conn.data_to_send() == b"250 2.0.0 OK: queued as ABC123\r\n"
+    assert conn.next_event() == ConnectionClosed(reply=replies.CLOSING)
+
+
+def test_a_message_refused_by_the_application_is_not_a_client_error() -> None:
+    dialogue = in_transaction()
+    dialogue.decide = lambda event: replies.TEMPORARY_FAILURE
+    out = dialogue.send(b"DATA\r\nx\r\n.\r\n")
+    assert codes(out) == [354, 451]
+    assert dialogue.conn.error_count == 0
+    assert dialogue.state is State.GREETED
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_rfc5321_4_5_2_transparency(split: Split) -> None:
+    """SECURITY-CASES 1: ``..``, ``. ``, ``.x``, ``..`` are ``.``, `` ``, ``x``, ``.``."""
+    dialogue = in_transaction()
+    out = dialogue.send(b"DATA\r\n..\r\n. \r\n.x\r\n..\r\n.\r\n", split)
+    assert codes(out) == [354, 250]
+    assert dialogue.body() == b".\r\n \r\nx\r\n.\r\n"
+    [complete] = dialogue.of_type(MessageComplete)
+    assert complete.size == len(b".\r\n \r\nx\r\n.\r\n")  # type: ignore[attr-defined]
+
+
+def test_an_empty_message() -> None:
+    dialogue = in_transaction()
+    assert codes(dialogue.send(b"DATA\r\n.\r\n")) == [354, 250]
+    assert dialogue.body() == b""
+    assert dialogue.of_type(MessageComplete)[0].size == 0  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_rfc5321_2_3_8_bare_lf_in_data_is_read_to_the_end_then_550(split: Split) -> None:
+    dialogue = in_transaction()
+    out = dialogue.send(b"DATA\r\nline\nwith bare lf\r\nQUIT\r\n.\r\nNOOP\r\n", split)
+    answers = parse_replies(out)
+    assert [answer.code for answer in answers] == [354, 550, 250]
+    assert (answers[1].code, answers[1].enhanced) == (550, "5.5.2")
+    assert not dialogue.of_type(MessageComplete)
+    assert dialogue.of_type(MessageAborted) == [
+        MessageAborted(reply=replies.BARE_LINE_ENDING_IN_DATA)
+    ]
+    assert dialogue.conn.error_count == 1
+    assert dialogue.state is State.GREETED
+
+
+def test_bare_line_endings_pass_through_verbatim_when_lenient() -> None:
+    dialogue = in_transaction(reject_bare_line_endings=False)
+    out = dialogue.send(b"DATA\r\na\nb\rc\r\n..d\n.\ne\r\n.\r\n")
+    assert codes(out) == [354, 250]
+    assert dialogue.body() == b"a\nb\rc\r\n.d\n.\ne\r\n"
+
+
+def test_rfc6152_nul_in_data_is_550_when_strict_and_kept_when_lenient() -> None:
+    strict = in_transaction()
+    out = strict.send(b"DATA\r\nnul\x00byte\r\n.\r\n")
+    assert out.endswith(replies.NUL_IN_DATA.to_bytes())
+    assert (replies.NUL_IN_DATA.code, replies.NUL_IN_DATA.enhanced) == (550, "5.6.0")
+    assert strict.of_type(MessageAborted) == [MessageAborted(reply=replies.NUL_IN_DATA)]
+    lenient = in_transaction(reject_bare_line_endings=False)
+    assert codes(lenient.send(b"DATA\r\nnul\x00byte\r\n.\r\n")) == [354, 250]
+    assert lenient.body() == b"nul\x00byte\r\n"
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_rfc1870_a_message_over_the_limit_is_drained_then_552(split: Split) -> None:
+    """SECURITY-CASES 4: twice the limit without SIZE: read to its end, then 552 5.3.4."""
+    dialogue = in_transaction(max_message_size=100)
+    body = b"0123456789abcdefghi\r\n" * 10  # 210 octets
+    dialogue.feed(b"DATA\r\n", split)
+    assert dialogue.conn.data_to_send() == replies.START_DATA.to_bytes()
+    out = dialogue.send(body, split)
+    assert out == b"", "no reply before the end of the data"
+    out = dialogue.send(b".\r\nNOOP\r\n", split)
+    assert out == b"552 5.3.4 Message size exceeds fixed limit\r\n" + replies.NOOP_OK.to_bytes()
+    assert not dialogue.of_type(MessageComplete)
+    assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=replies.MESSAGE_TOO_BIG)]
+    assert len(dialogue.body()) <= 100
+    assert dialogue.state is State.GREETED
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "reply"),
+    [
+        (
+            b"nul\x00\r\n" + b"pad\r\n" * 20 + b"bare\nlf\r\n",
+            1 << 20,
+            replies.BARE_LINE_ENDING_IN_DATA,
+        ),
+        (
+            b"bare\nlf\r\n" + b"pad\r\n" * 20 + b"nul\x00\r\n",
+            1 << 20,
+            replies.BARE_LINE_ENDING_IN_DATA,
+        ),
+        (b"pad\r\n" * 20 + b"bare\nlf\r\n", 50, replies.MESSAGE_TOO_BIG),
+        (b"bare\nlf\r\n" + b"pad\r\n" * 20, 50, replies.MESSAGE_TOO_BIG),
+        (b"nul\x00\r\n" + b"pad\r\n" * 20, 50, replies.MESSAGE_TOO_BIG),
+    ],
+)
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_the_verdict_on_a_refused_message_does_not_depend_on_the_split(
+    body: bytes, limit: int, reply: object, split: Split
+) -> None:
+    """Too big before bare line endings before NUL, from the whole message."""
+    dialogue = in_transaction(max_message_size=limit)
+    dialogue.send(b"DATA\r\n" + body + b".\r\n", split)
+    assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=reply)]  # type: ignore[arg-type]
+
+
+def test_a_message_of_exactly_the_limit_is_accepted() -> None:
+    dialogue = in_transaction(max_message_size=12)
+    assert codes(dialogue.send(b"DATA\r\n0123456789\r\n.\r\n")) == [354, 250]
+    assert dialogue.of_type(MessageComplete)[0].size == 12  # type: ignore[attr-defined]
+
+
+def test_a_data_line_of_100_kb_is_streamed_with_memory_bounded() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"DATA\r\n")
+    conn = dialogue.conn
+    for _ in range(100):
+        conn.receive_data(b"L" * 1000)
+        while (event := conn.next_event()) is not NEED_DATA:
+            assert isinstance(event, MessageData)
+            dialogue.events.append(event)
+        assert len(conn._buffer) < limits.DATA_FLUSH
+    assert conn.data_to_send() == b""
+    assert codes(dialogue.send(b"\r\n.\r\n")) == [250]
+    assert dialogue.body() == b"L" * 100_000 + b"\r\n"
+
+
+def test_a_refused_message_keeps_draining_what_is_buffered() -> None:
+    """Past the fault nothing is passed on, yet the buffer is still emptied."""
+    dialogue = in_transaction()
+    dialogue.send(b"DATA\r\nbare\nlf\r\n" + b"x" * (3 * limits.DATA_FLUSH))
+    assert len(dialogue.conn._buffer) < limits.DATA_FLUSH
+    assert dialogue.state is State.DATA
+    assert codes(dialogue.send(b"\r\n.\r\n")) == [550]
+
+
+def test_eof_in_the_middle_of_data_delivers_nothing() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"DATA\r\npartial\r\n")
+    events = dialogue.eof()
+    assert events[-1] == ConnectionClosed(reply=None)
+    assert not dialogue.of_type(MessageComplete)
+    assert dialogue.state is State.CLOSED
+
+
+def test_two_messages_in_one_session() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"DATA\r\none\r\n.\r\n")
+    out = dialogue.say("MAIL FROM:<>", "RCPT TO:<r2@our.example>", "DATA", "two", ".")
+    assert codes(out) == [250, 250, 354, 250]
+    completes = dialogue.of_type(MessageComplete)
+    assert [(c.sender, c.recipients) for c in completes] == [  # type: ignore[attr-defined]
+        ("sender@client.example", ("rcpt@our.example",)),
+        ("", ("r2@our.example",)),
+    ]
+
+
+# -- BDAT ----------------------------------------------------------------------------
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+def test_rfc3030_2_chunks_and_last(split: Split) -> None:
+    dialogue = in_transaction()
+    dialogue.events.clear()
+    out = dialogue.send(b"BDAT 5\r\nhelloBDAT 6 LAST\r\n world", split)
+    assert out == b"250 2.0.0 5 octets received\r\n" + replies.OK.to_bytes()
+    assert dialogue.events[0] == DataStarted(chunked=True)
+    assert dialogue.body() == b"hello world"
+    [complete] = dialogue.of_type(MessageComplete)
+    assert complete.size == 11  # type: ignore[attr-defined]
+    assert dialogue.state is State.GREETED
+
+
+def test_rfc3030_2_states_between_chunks() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"BDAT 3\r\n")
+    assert dialogue.state is State.BDAT
+    dialogue.send(b"ab")
+    assert dialogue.state is State.BDAT
+    dialogue.send(b"c")
+    assert dialogue.state is State.CHUNKING
+    assert dialogue.say("NOOP") == replies.NOOP_OK.to_bytes()
+    assert dialogue.say("DATA") == replies.DATA_AFTER_BDAT.to_bytes()
+    assert dialogue.say("MAIL FROM:<>") == replies.NESTED_MAIL.to_bytes()
+    assert dialogue.say("RCPT TO:<x@our.example>") == replies.BAD_SEQUENCE.to_bytes()
+    assert codes(dialogue.send(b"BDAT 0 LAST\r\n")) == [250]
+    assert dialogue.body() == b"abc"
+
+
+def test_rfc3030_bdat_0_last_is_an_empty_message() -> None:
+    dialogue = in_transaction()
+    assert codes(dialogue.send(b"BDAT 0 LAST\r\n")) == [250]
+    assert dialogue.of_type(MessageComplete)[0].size == 0  # type: ignore[attr-defined]
+
+
+def test_rfc3030_2_chunk_contents_are_never_parsed() -> None:
+    """SECURITY-CASES 1: BDAT chunk contents are never parsed."""
+    chunk = b"line\r\n.\r\nQUIT\r\nMAIL FROM:<ceo@our.example>\r\n\n.\n\x00"
+    dialogue = in_transaction()
+    out = dialogue.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+    assert out == replies.OK.to_bytes() + replies.NOOP_OK.to_bytes()
+    assert dialogue.body() == chunk
+    assert not dialogue.of_type(ConnectionClosed)
+
+
+@pytest.mark.parametrize(
+    ("prefix", "reply"),
+    [
+        (["EHLO x"], replies.NEED_MAIL),
+        (["EHLO x", "MAIL FROM:<>"], replies.NEED_RCPT),
+        ([], replies.NEED_HELO),
+    ],
+)
+def test_rfc3030_bdat_out_of_sequence_is_503_and_its_chunk_is_skipped(
+    prefix: list[str], reply: object
+) -> None:
+    dialogue = Dialogue()
+    for line in prefix:
+        dialogue.say(line)
+    state = dialogue.state
+    chunk = b"QUIT\r\nRSET\r\n"
+    out = dialogue.send(b"BDAT %d\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+    assert out == reply.to_bytes() + replies.NOOP_OK.to_bytes()  # type: ignore[attr-defined]
+    assert dialogue.state is state
+    assert not dialogue.of_type(MessageData)
+
+
+def test_rfc3030_bdat_after_last_is_503() -> None:
+    dialogue = in_transaction()
+    out = dialogue.send(b"BDAT 1 LAST\r\nxBDAT 2 LAST\r\nyy")
+    assert out == replies.OK.to_bytes() + replies.NEED_MAIL.to_bytes()
+    assert dialogue.body() == b"x"
+
+
+def test_a_refused_chunk_is_skipped_byte_by_byte_too() -> None:
+    dialogue = greeted()
+    out = dialogue.send(b"BDAT 4\r\nQUITNOOP\r\n", SPLITS["bytewise"])
+    assert out == replies.NEED_MAIL.to_bytes() + replies.NOOP_OK.to_bytes()
+
+
+def test_rfc3030_size_is_counted_across_chunks() -> None:
+    dialogue = in_transaction(max_message_size=10)
+    out = dialogue.send(b"BDAT 6\r\n123456BDAT 6\r\n789012BDAT 1 LAST\r\nxNOOP\r\n")
+    answers = parse_replies(out)
+    # The chunk that passes the limit is read and refused, and so is the
+    # transaction: the pipelined chunk after it is read and refused too.
+    assert [(a.code, a.enhanced) for a in answers] == [
+        (250, "2.0.0"),
+        (552, "5.3.4"),
+        (503, "5.5.1"),
+        (250, "2.0.0"),
+    ]
+    assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=replies.MESSAGE_TOO_BIG)]
+    assert not dialogue.of_type(MessageComplete)
+    assert dialogue.state is State.GREETED
+    assert dialogue.conn.sender is None
+
+
+def test_bdat_of_exactly_the_limit_is_accepted() -> None:
+    dialogue = in_transaction(max_message_size=10)
+    assert codes(dialogue.send(b"BDAT 4\r\n1234BDAT 6 LAST\r\n567890")) == [250, 250]
+
+
+def test_a_huge_bdat_count_is_552_and_ends_the_session_with_nothing_allocated() -> None:
+    """SECURITY-CASES 4: ``BDAT 99999999999999999999999 LAST``."""
+    dialogue = in_transaction()
+    out = dialogue.send(b"BDAT 99999999999999999999999 LAST\r\n" + b"x" * 100)
+    assert out == replies.MESSAGE_TOO_BIG.to_bytes()
+    assert dialogue.error is not None
+    assert dialogue.error.reply is replies.MESSAGE_TOO_BIG
+    assert dialogue.state is State.CLOSED
+    conn = dialogue.conn
+    assert conn._chunk_remaining == 0
+    assert conn._discard_remaining == 0
+    assert not dialogue.of_type(MessageData)
+
+
+@pytest.mark.parametrize("count", ["33554433", "0" * 400 + "1" * 21, "1" * 21])
+def test_a_chunk_larger_than_any_message_ends_the_session(count: str) -> None:
+    dialogue = greeted()
+    dialogue.send(f"BDAT {count}\r\n".encode())
+    assert dialogue.error is not None
+    assert dialogue.error.reply is replies.MESSAGE_TOO_BIG
+
+
+def test_leading_zeros_in_a_chunk_size_are_just_zeros() -> None:
+    dialogue = in_transaction()
+    assert codes(dialogue.send(b"BDAT " + b"0" * 300 + b"3 LAST\r\nabc")) == [250]
+    assert dialogue.body() == b"abc"
+
+
+@pytest.mark.parametrize(
+    "argument", ["", "x", "-1", "+1", "1 NOTLAST", "1 LAST x", " 1", "1  LAST", "\uff11"]
+)
+def test_rfc3030_bdat_without_a_readable_size_ends_the_session(argument: str) -> None:
+    """Without a size the stream cannot be framed any further: 501 and close."""
+    dialogue = in_transaction()
+    out = dialogue.send(
+        f"BDAT {argument}".rstrip(" ").encode() + b"\r\n" if argument else b"BDAT\r\n"
+    )
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert dialogue.error is not None
+    assert dialogue.state is State.CLOSED
+
+
+def test_bdat_without_chunking_is_502_and_its_chunk_skipped() -> None:
+    dialogue = in_transaction(chunking=False)
+    out = dialogue.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")
+    assert out == replies.BDAT_NOT_AVAILABLE.to_bytes() + replies.NOOP_OK.to_bytes()
+    assert dialogue.state is State.RCPT
+
+
+def test_rfc3030_3_binarymime_over_bdat_is_opaque_even_when_strict() -> None:
+    dialogue = greeted()
+    dialogue.say("MAIL FROM:<a@b.example> BODY=BINARYMIME", "RCPT TO:<r@our.example>")
+    chunk = bytes(range(256))
+    assert codes(dialogue.send(b"BDAT 256 LAST\r\n" + chunk)) == [250]
+    assert dialogue.body() == chunk
+
+
+def test_rset_between_chunks_resets_the_transaction() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"BDAT 2\r\nab")
+    dialogue.events.clear()
+    assert dialogue.say("RSET") == replies.RESET_OK.to_bytes()
+    assert dialogue.events == [TransactionReset()]
+    assert dialogue.state is State.GREETED
+    # The size of the dropped message is forgotten too.
+    dialogue.say("MAIL FROM:<>", "RCPT TO:<r@our.example>")
+    dialogue.send(b"BDAT 1 LAST\r\nz")
+    assert dialogue.of_type(MessageComplete)[0].size == 1  # type: ignore[attr-defined]
+
+
+def test_eof_before_bdat_last_delivers_nothing() -> None:
+    dialogue = in_transaction()
+    dialogue.send(b"BDAT 3\r\nabcBDAT 5 LAST\r\nab")
+    events = dialogue.eof()
+    assert events == [ConnectionClosed(reply=None)]
+    assert not dialogue.of_type(MessageComplete)
+
+
+def test_eof_while_skipping_a_refused_chunk() -> None:
+    dialogue = greeted()
+    dialogue.send(b"BDAT 10\r\nabc")
+    assert dialogue.eof() == [ConnectionClosed(reply=None)]
+    assert not dialogue.of_type(CommandRejected)
