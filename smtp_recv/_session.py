@@ -263,7 +263,11 @@ class Session:
                 )
             if not await self._start_tls():
                 return
-            await self._converse(ServerConnection(context.session_config(self._role, True)))
+            secure = ServerConnection(context.session_config(self._role, True))
+            # The session starts over, but not the client's record of errors:
+            # otherwise STARTTLS would reset the error limits.
+            secure.error_count = conn.error_count
+            await self._converse(secure)
 
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
@@ -504,6 +508,20 @@ class Session:
             log.warning("%s AUTH refused: too many failures from %s", self.id, address)
             conn.reject(replies.TOO_MANY_AUTH_FAILURES)
             self._closing = True
+            return
+        if event.authorization_id and event.authorization_id.casefold() != (
+            event.username.casefold()
+        ):
+            # RFC 4616 section 2: acting as another identity is not allowed
+            # here, so the attempt fails like a wrong password.
+            log.info(
+                "%s AUTH refused: %s may not act as another identity",
+                self.id,
+                escape(event.username),
+            )
+            await self._auth_failed(conn)
+            conn.reject(replies.AUTH_FAILED)
+            self._check_auth_failures(conn)
             return
         host = self.tls.server_name if self.tls else None
         try:
