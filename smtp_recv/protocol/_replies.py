@@ -8,7 +8,7 @@ of the small functions below, so the wording and the enhanced status codes
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
 
@@ -28,6 +28,9 @@ class Reply:
     enhanced: str | None
     #: The text lines; at least one.
     lines: tuple[str, ...]
+    # The wire form, with and without enhanced codes, made once: most replies
+    # are module constants sent over and over.
+    _wire: tuple[bytes, bytes] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not 200 <= self.code <= 599:
@@ -42,6 +45,7 @@ class Reply:
             # Text is ours or a hook's; CR or LF inside would forge extra replies.
             if "\r" in line or "\n" in line or not line.isprintable():
                 raise ValueError(f"reply text must be printable, one line each: {line!r}")
+        object.__setattr__(self, "_wire", (self._serialise(False), self._serialise(True)))
 
     @classmethod
     def make(cls, code: int, enhanced: str | None, text: str) -> Reply:
@@ -65,6 +69,9 @@ class Reply:
 
     def to_bytes(self, enhanced_codes: bool = True) -> bytes:
         """Serialise, with the enhanced code on every line when asked."""
+        return self._wire[enhanced_codes]
+
+    def _serialise(self, enhanced_codes: bool) -> bytes:
         prefix = f"{self.code}"
         status = f"{self.enhanced} " if enhanced_codes and self.enhanced else ""
         last = len(self.lines) - 1

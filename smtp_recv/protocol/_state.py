@@ -35,6 +35,10 @@ from ._replies import Reply
 
 
 class State(enum.Enum):
+    # Members are singletons: hash by identity, in C, not Enum's Python __hash__;
+    # the transition table is looked up for every command.
+    __hash__ = object.__hash__
+
     #: Greeting sent; waiting for HELO or EHLO.
     CONNECTED = "CONNECTED"
     #: HELO/EHLO done; no mail transaction.
@@ -58,6 +62,10 @@ class State(enum.Enum):
 
 
 class Verb(enum.Enum):
+    # Members are singletons: hash by identity, in C, not Enum's Python __hash__;
+    # the transition table is looked up for every command.
+    __hash__ = object.__hash__
+
     HELO = "HELO"
     EHLO = "EHLO"
     MAIL = "MAIL"
@@ -74,6 +82,10 @@ class Verb(enum.Enum):
 
 
 class Milestone(enum.Enum):
+    # Members are singletons: hash by identity, in C, not Enum's Python __hash__;
+    # the transition table is looked up for every command.
+    __hash__ = object.__hash__
+
     MAIL_ACCEPTED = "MAIL_ACCEPTED"
     RCPT_ACCEPTED = "RCPT_ACCEPTED"
     MESSAGE_ENDED = "MESSAGE_ENDED"
