@@ -49,6 +49,10 @@ def fuzz(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """Throughput of the protocol core (and, with aiosmtpd, of the servers)."""
-    session.install("-e", ".")
-    session.run("python", "benchmarks/core_throughput.py", *session.posargs)
+    """Core throughput, then the server comparison with aiosmtpd (and node when present).
+
+    ``nox -s bench -- --quick --json bench.json`` passes options to compare.py.
+    """
+    session.install("-e", ".", "aiosmtpd==1.4.6", "trustme>=1.1")
+    session.run("python", "benchmarks/core_throughput.py")
+    session.run("python", "benchmarks/compare.py", *session.posargs)
