@@ -48,6 +48,14 @@ def fuzz(session: nox.Session) -> None:
 
 
 @nox.session
+def fuzz_core(session: nox.Session) -> None:
+    """Coverage-guided fuzzing of the protocol core with atheris: ``nox -s fuzz_core -- MINUTES``."""
+    session.install("-e", ".[fuzz]")
+    minutes = session.posargs[0] if session.posargs else "5"
+    session.run("sh", "fuzz/run.sh", minutes, env={"PYTHON": "python"}, external=True)
+
+
+@nox.session
 def bench(session: nox.Session) -> None:
     """Core throughput, then the server comparison with aiosmtpd (and node when present).
 
