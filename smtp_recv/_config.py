@@ -56,6 +56,9 @@ class ServerConfig:
     #: SMTP smuggling advisories recommend; ``False`` passes them through
     #: unchanged (they still never end a message).
     reject_bare_line_endings: bool = True
+    #: NOOP, VRFY, HELP, RSET, HELO and EHLO allowed between accepted MAILs;
+    #: past it ``421 4.7.0`` (Postfix's ``smtpd_junk_command_limit``).
+    max_non_mail_commands: int = limits.NON_MAIL_COMMANDS
 
     # -- connection limits ------------------------------------------------
     #: Concurrent connections over both listeners (``421 4.3.2`` beyond).
@@ -131,7 +134,12 @@ class ServerConfig:
             raise ValueError(
                 f"max_recipients must be at least {limits.MIN_RECIPIENTS} (RFC 5321 4.5.3.1.8)"
             )
-        for name in ("max_message_size", "max_connections", "max_connections_per_ip"):
+        for name in (
+            "max_message_size",
+            "max_connections",
+            "max_connections_per_ip",
+            "max_non_mail_commands",
+        ):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be positive")
         if self.hard_error_limit < 1 or self.soft_error_limit < 0:

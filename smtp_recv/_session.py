@@ -119,6 +119,7 @@ class ServerContext:
                 smtputf8=config.smtputf8,
                 chunking=config.chunking,
                 reject_bare_line_endings=config.reject_bare_line_endings,
+                max_non_mail_commands=config.max_non_mail_commands,
             )
             for role in Role
             for tls_active in (False, True)

@@ -57,6 +57,7 @@ _LINE_LIMITS = {
     Verb.AUTH: limits.SASL_LINE,
 }
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
+_NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -88,6 +89,11 @@ class SessionConfig:
     #: 6152).  ``False`` passes such bytes on verbatim; a bare CR or LF still
     #: never ends a line or the message.
     reject_bare_line_endings: bool = True
+    #: Commands that carry no mail (NOOP, VRFY, HELP, RSET, HELO, EHLO) allowed
+    #: since the last accepted MAIL; past it ``421 4.7.0``.  Without it a
+    #: client could hold a connection slot with NOOPs until the session
+    #: deadline (Postfix: ``smtpd_junk_command_limit``, 100).
+    max_non_mail_commands: int = limits.NON_MAIL_COMMANDS
 
     def __post_init__(self) -> None:
         if self.max_recipients < limits.MIN_RECIPIENTS:
@@ -130,6 +136,7 @@ class ServerConnection:
         self.authenticated = False
         #: Commands refused so far (the I/O layer applies its error limits).
         self.error_count = 0
+        self._non_mail_commands = 0
         #: After STARTTLS: the bytes that followed it, to be discarded.
         self.trailing_data = b""
         # The mail transaction.
@@ -231,6 +238,7 @@ class ServerConnection:
             self._sender = event.sender
             self._mail_parameters = event.parameters
             self._move(Milestone.MAIL_ACCEPTED)
+            self._non_mail_commands = 0
         elif isinstance(event, RcptTo):
             self._recipients.append(event.recipient)
             self._move(Milestone.RCPT_ACCEPTED)
@@ -358,6 +366,11 @@ class ServerConnection:
             and self._state is not State.CONNECTED
         ):
             raise _Refusal(replies.AUTH_REQUIRED)
+        if verb in _NON_MAIL_VERBS:
+            self._non_mail_commands += 1
+            if self._non_mail_commands > self.config.max_non_mail_commands:
+                self.abort(replies.TOO_MANY_COMMANDS)
+                raise ProtocolError(replies.TOO_MANY_COMMANDS)
         new = next_state(self._state, verb)
         if new is None:
             raise _Refusal(refusal(self._state, verb))

@@ -197,6 +197,7 @@ TEMPORARY_FAILURE = _r(451, "4.3.0", "Temporary failure, please try again later"
 EARLY_TALKER = _r(554, "5.5.0", "Protocol error: client sent data before the greeting")
 NOT_SMTP = _r(554, "5.5.0", "This is an SMTP server")
 TOO_MANY_ERRORS = _r(421, "4.7.0", "Too many errors, closing connection")
+TOO_MANY_COMMANDS = _r(421, "4.7.0", "Too many commands without mail, closing connection")
 TOO_MANY_AUTH_FAILURES = _r(421, "4.7.0", "Too many authentication failures")
 TOO_MANY_CONNECTIONS = _r(421, "4.3.2", "Too many connections, try again later")
 TOO_MANY_CONNECTIONS_FROM_IP = _r(421, "4.7.0", "Too many connections from your address")

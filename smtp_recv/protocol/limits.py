@@ -33,6 +33,9 @@ DOMAIN = 255
 #: RFC 5321 4.5.3.1.3: a path, angle brackets included.
 PATH = 256
 
+#: Commands without mail (NOOP, VRFY, HELP, RSET, HELO, EHLO) between two
+#: accepted MAILs, by default: Postfix's ``smtpd_junk_command_limit``.
+NON_MAIL_COMMANDS = 100
 #: RFC 5321 4.5.3.1.8: a server must accept at least 100 recipients.
 MIN_RECIPIENTS = 100
 #: RFC 1870 section 3: the SIZE value is 1 to 20 digits.

@@ -8,6 +8,8 @@ with the default timeouts, so minutes of virtual time pass in milliseconds.
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import trio
 
@@ -762,8 +764,10 @@ async def test_tls_client_then_idle(autojump_clock: trio.abc.Clock) -> None:
 async def test_client_that_stops_reading(autojump_clock: trio.abc.Clock) -> None:
     """Pipelined commands whose replies are never read: the server's send
     blocks, and ``command_timeout`` ends the session instead of buffering
-    replies without bound."""
-    async with running(DEFAULTS) as harness:
+    replies without bound.  (The NOOP limit is lifted here: it would end
+    the session first, as the next test shows.)"""
+    config = dataclasses.replace(DEFAULTS, max_non_mail_commands=10**9)
+    async with running(config) as harness:
         client = await prelude(harness.server, "mx", "greet")
         start = trio.current_time()
         block = b"NOOP\r\n" * 10_000
@@ -778,7 +782,23 @@ async def test_client_that_stops_reading(autojump_clock: trio.abc.Clock) -> None
         finally:
             await client.aclose()
         elapsed = trio.current_time() - start
-        assert elapsed == pytest.approx(DEFAULTS.command_timeout, abs=5), elapsed
+        assert elapsed == pytest.approx(config.command_timeout, abs=5), elapsed
         # The kernel buffers took some; the server took no more than that.
         assert sent < 64 * 1024 * 1024
+        await healthy(harness, "mx")
+
+
+async def test_noop_flood_ends_at_the_non_mail_command_limit(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """``NOOP`` forever, never a MAIL: 100 are answered, then 421 4.7.0 and close."""
+    async with running(DEFAULTS) as harness:
+        client = await prelude(harness.server, "mx", "greet")
+        await client.send(b"NOOP\r\n" * 500)
+        data = await client.closed()
+        lines = data.split(b"\r\n")
+        # The prelude's EHLO is a command without mail too.
+        assert lines.count(b"250 2.0.0 OK") == DEFAULTS.max_non_mail_commands - 1
+        assert b"421 4.7.0 Too many commands without mail, closing connection" in lines
+        await client.aclose()
         await healthy(harness, "mx")

@@ -806,3 +806,27 @@ def test_sentinels_name_themselves() -> None:
     assert repr(NEED_DATA) == "NEED_DATA"
     assert repr(PAUSED) == "PAUSED"
     assert NEED_DATA is not PAUSED
+
+
+# -- commands without mail ------------------------------------------------------------
+def test_non_mail_commands_past_the_limit_end_the_session() -> None:
+    """A client may not hold a connection with NOOPs: Postfix's junk command limit."""
+    dialogue = Dialogue(max_non_mail_commands=5)
+    out = dialogue.say("EHLO c", "NOOP", "VRFY x", "HELP", "RSET")
+    assert codes(out)[-4:] == [250, 252, 214, 250]
+    assert dialogue.error is None
+    out = dialogue.say("NOOP")
+    assert dialogue.error is not None
+    assert dialogue.error.reply is replies.TOO_MANY_COMMANDS
+    assert out == replies.TOO_MANY_COMMANDS.to_bytes()
+    assert dialogue.state is State.CLOSED
+
+
+def test_an_accepted_mail_resets_the_non_mail_count() -> None:
+    dialogue = Dialogue(max_non_mail_commands=3)
+    dialogue.say("EHLO c", "NOOP", "NOOP")
+    dialogue.say("MAIL FROM:<a@example.org>", "RSET", "NOOP", "NOOP")
+    assert dialogue.error is None
+    dialogue.say("NOOP")
+    assert dialogue.error is not None
+    assert dialogue.error.reply is replies.TOO_MANY_COMMANDS

@@ -593,3 +593,16 @@ async def test_hostname_in_idna_form_works_end_to_end(cert_set: CertSet) -> None
         assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
     (delivered,) = mailer.delivered
     assert b"by mx.xn--exmple-cua.com (smtp_recv)" in delivered.data
+
+
+async def test_max_non_mail_commands_gets_421_and_close(cert_set: CertSet) -> None:
+    async with (
+        running(cert_set, config=base_config(max_non_mail_commands=3)) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"NOOP\r\nNOOP\r\nNOOP\r\n")
+        answers = [await client.reply() for _ in range(3)]
+        assert [a.code for a in answers] == [250, 250, 421]
+        assert answers[-1].enhanced == "4.7.0"
+        assert await client.closed() == b""
