@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import smtplib
 import tempfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from hypothesis import strategies as st
 
 from smtp_recv import MessageContent
 from smtp_recv._maildir import MaildirMailer, _unique_name, mailbox_directory, outbox_directory
+from smtp_recv.testing import serve_for_tests
 
 from .conftest import make_mail, make_user_mail
 
@@ -195,3 +197,25 @@ async def test_root_that_is_a_file_raises(tmp_path: Path) -> None:
     root.write_bytes(b"not a directory")
     with pytest.raises(OSError):  # noqa: PT011
         await MaildirMailer(root).forward(make_mail([("a@example.com", ["a@example.com"])]))
+
+
+async def test_disk_error_gives_451_to_the_client_and_a_retry_succeeds(tmp_path: Path) -> None:
+    """End to end: the Maildir cannot be written, so no 250; once it can, the retry lands."""
+    bob = tmp_path / "example.com" / "bob"
+    bob.mkdir(parents=True)
+    (bob / "tmp").write_bytes(b"")  # tmp/ is a file: every write fails
+
+    def send() -> dict[str, tuple[int, bytes]]:
+        with smtplib.SMTP(*server.mx, timeout=10) as client:
+            return client.sendmail(
+                "a@example.org", ["bob@example.com"], b"Subject: x\r\n\r\nhi\r\n"
+            )
+
+    async with serve_for_tests(mailer=MaildirMailer(tmp_path)) as server:
+        with pytest.raises(smtplib.SMTPDataError) as refused:
+            await trio.to_thread.run_sync(send)
+        assert refused.value.smtp_code == 451
+        assert refused.value.smtp_error.startswith(b"4.3.0")
+        (bob / "tmp").unlink()  # the disk is repaired
+        assert await trio.to_thread.run_sync(send) == {}
+    assert len(list((bob / "new").iterdir())) == 1
