@@ -17,6 +17,7 @@ immediate.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import signal
@@ -72,34 +73,56 @@ def _bind(listener: ListenerConfig) -> socket.socket:
     return socket.create_server((host, listener.port), family=family, backlog=BACKLOG)
 
 
+def _place_at_listen_fds(
+    sockets: Sequence[tuple[str, socket.socket]],
+) -> list[tuple[str, socket.socket]]:
+    """Move the sockets to descriptors 3, 4, ... in this process.
+
+    Workers inherit them at the same numbers, where sd_listen_fds(3) looks.
+    Doing it here rather than in the child keeps those numbers from being
+    taken by anything subprocess opens while starting a worker.  Whatever
+    was at those numbers (a descriptor inherited from our own parent) is
+    replaced.
+    """
+    count = len(sockets)
+    floor = FIRST_FD + count
+    # First above every target, so that no move overwrites a socket still to move.
+    lifted = []
+    for name, sock in sockets:
+        lifted.append((name, fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor)))
+        sock.close()
+    placed = []
+    for index, (name, descriptor) in enumerate(lifted):
+        target = FIRST_FD + index
+        os.dup2(descriptor, target, inheritable=False)
+        os.close(descriptor)
+        placed.append((name, socket.socket(fileno=target)))
+    return placed
+
+
 class Supervisor:
     """Runs and restarts the workers; passes signals on to them."""
 
     def __init__(self, command: Sequence[str], sockets: Sequence[tuple[str, socket.socket]]):
         self._command = list(command)
-        self._sockets = list(sockets)
+        self._sockets = _place_at_listen_fds(sockets)
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._signals = 0
 
     def _spawn(self, slot: int) -> None:
-        descriptors = [sock.fileno() for _, sock in self._sockets]
         names = ":".join(name for name, _ in self._sockets)
+        count = len(self._sockets)
 
         def in_child() -> None:
-            # Move the sockets to 3, 4, ... as sd_listen_fds(3) expects; via
-            # high numbers first, so that no move overwrites another socket.
-            high = [os.dup(fd) for fd in descriptors]
-            for index, fd in enumerate(high):
-                os.dup2(fd, FIRST_FD + index)
-                os.close(fd)
+            # Only the child knows its pid; sd_listen_fds(3) checks it.
             os.environ["LISTEN_PID"] = str(os.getpid())
-            os.environ["LISTEN_FDS"] = str(len(descriptors))
+            os.environ["LISTEN_FDS"] = str(count)
             os.environ["LISTEN_FDNAMES"] = names
 
         worker = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
             self._command,
-            pass_fds=descriptors,
+            pass_fds=tuple(range(FIRST_FD, FIRST_FD + count)),
             preexec_fn=in_child,  # the parent runs no other threads
         )
         self._workers[slot] = worker
@@ -138,6 +161,9 @@ class Supervisor:
                         self._wait_for_all()
                         return 1
                     time.sleep(RESTART_PAUSE)
+                    if self._stopping():
+                        # A signal came during the pause: nobody to restart for.
+                        break
                     self._spawn(slot)
                 time.sleep(POLL_INTERVAL)
         finally:

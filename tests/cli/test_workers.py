@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import trustme
 
 from smtp_recv._maildir import mailbox_directory
@@ -44,31 +45,32 @@ def test_worker_command_replaces_the_worker_count() -> None:
     assert command[1:] == ["-m", "smtp_recv", "serve", "--config", "c.toml", "--workers", "1"]
 
 
+# The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
+# a service manager): the workers must still find the sockets there.
+@pytest.mark.parametrize("inherited", [False, True], ids=["plain", "fds-3-4-taken"])
 def test_workers_share_the_socket_and_are_restarted(
-    tmp_path: Path, certificate_authority: trustme.CA
+    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool
 ) -> None:
     config = write_config(tmp_path, certificate_authority)
     log = tmp_path / "supervisor.log"
     with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "smtp_recv",
-                "serve",
-                "--config",
-                str(config),
-                "--mx-port",
-                "0",
-                "--submission-port",
-                "0",
-                "--workers",
-                "2",
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
+        command = [
+            sys.executable,
+            "-m",
+            "smtp_recv",
+            "serve",
+            "--config",
+            str(config),
+            "--mx-port",
+            "0",
+            "--submission-port",
+            "0",
+            "--workers",
+            "2",
+        ]
+        if inherited:
+            command = ["sh", "-c", 'exec "$@" 3</dev/null 4</dev/null', "sh", *command]
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
         try:
             assert process.stdout is not None
             port = 0
