@@ -201,8 +201,11 @@ class Session:
         self._recipients: list[Recipient] = []
         self._spool: Spool | None = None
         self._message_id = ""
-        self._data_started = 0.0
-        self._data_received = 0
+        # Since when, and how many bytes, the client has been sending a body
+        # (DATA, BDAT chunks, or a refused chunk being drained): the minimum
+        # rate applies to the whole transaction, not to each receive.
+        self._body_since: float | None = None
+        self._body_bytes = 0
 
     # -- the whole connection ----------------------------------------------------
     async def run(self, connections_from_peer: int) -> None:
@@ -233,6 +236,11 @@ class Session:
     async def _serve(self, connections_from_peer: int) -> None:
         context, config = self._context, self._config
         if self._role is Role.SUBMISSION:
+            if connections_from_peer > config.max_connections_per_ip:
+                # No word is possible before TLS, and one address must not
+                # make us run a handshake for each of its surplus connections.
+                log.info("%s refused before TLS: too many connections from the address", self.id)
+                return
             # RFC 8314 3.3: TLS from the first byte; no plaintext SMTP at all.
             if not await self._start_tls():
                 return
@@ -377,13 +385,14 @@ class Session:
         now = trio.current_time()
         state = conn.state
         idle = False
-        if state in _BODY_STATES:
+        body = state in _BODY_STATES or conn.discarding
+        if body:
+            if self._body_since is None:
+                self._body_since, self._body_bytes = now, 0
             # A deadline per block (RFC 5321 4.5.3.2.5) and a minimum rate.
             deadline = min(
                 now + config.data_block_timeout,
-                self._data_started
-                + config.data_rate_grace
-                + self._data_received / config.min_data_rate,
+                self._body_since + config.data_rate_grace + self._body_bytes / config.min_data_rate,
             )
         elif conn.pending_bytes:
             # Part of a command line is here: the rest must follow soon.
@@ -396,6 +405,8 @@ class Session:
             self._line_started = None
             deadline = now + config.command_timeout
             idle = state in _IDLE_STATES
+            if idle:
+                self._body_since = None
         wait = self._wait
         wait.deadline = deadline
         if idle:
@@ -413,8 +424,8 @@ class Session:
             self._waiting = _Waiting.RECEIVE
             data = await self._stream.receive_some(RECEIVE_SIZE)
         wait.deadline = math.inf
-        if state in _BODY_STATES:
-            self._data_received += len(data)
+        if self._body_since is not None:
+            self._body_bytes += len(data)
         conn.receive_data(data)
 
     async def _final_reply(self, reply: Reply) -> None:
@@ -458,11 +469,11 @@ class Session:
                 event.sender,
             )
         except Reject as reject:
-            conn.reject(_reply_from(reject))
+            await self._refuse(conn, _reply_from(reject))
             return
         except Exception:
             log.exception("%s sender policy failed", self.id)
-            conn.reject(replies.TEMPORARY_FAILURE)
+            await self._refuse(conn, replies.TEMPORARY_FAILURE, client_error=False)
             return
         if allowed:
             conn.accept()
@@ -473,7 +484,7 @@ class Session:
                 escape(self._username),
                 escape(event.sender),
             )
-            conn.reject(replies.SENDER_NOT_OWNED)
+            await self._refuse(conn, replies.SENDER_NOT_OWNED)
 
     async def _on_rcpt(self, conn: ServerConnection, event: RcptTo) -> None:
         if self._role is Role.SUBMISSION:
@@ -486,17 +497,19 @@ class Session:
                 await self._hook(self._context.forward.lookup, event.recipient)
             )
         except Reject as reject:
-            conn.reject(_reply_from(reject))
+            await self._refuse(conn, _reply_from(reject))
             return
         except Exception:
             log.exception("%s Forward hook failed", self.id)
-            conn.reject(replies.TEMPORARY_FAILURE)
+            await self._refuse(conn, replies.TEMPORARY_FAILURE, client_error=False)
             return
         if not targets and event.recipient.casefold() == "postmaster":
             # RFC 5321 4.5.1: <Postmaster> must always be accepted.
             targets = (f"postmaster@{self._config.hostname}",)
         if not targets:
-            conn.reject(replies.NO_SUCH_USER)
+            # Counted like any other error, so that guessing addresses
+            # (directory harvesting) meets the same growing delays and limit.
+            await self._refuse(conn, replies.NO_SUCH_USER)
             return
         self._recipients.append(
             Recipient(address=event.recipient, targets=targets, parameters=event.parameters)
@@ -557,8 +570,6 @@ class Session:
             self._closing = True
 
     async def _on_data_started(self, conn: ServerConnection, event: DataStarted) -> None:
-        self._data_started = trio.current_time()
-        self._data_received = 0
         self._message_id = new_id()
         if not self._client_name_looked_up:
             self._client_name = await self._reverse_lookup()
@@ -601,34 +612,38 @@ class Session:
     async def _on_message_complete(self, conn: ServerConnection, event: MessageComplete) -> None:
         spool, self._spool = self._spool, None
         assert spool is not None
-        sender = conn.sender or ""
         content = await spool.finish()
         recipients, self._recipients = tuple(self._recipients), []
         try:
-            reply = await self._deliver(conn, content, recipients)
+            reply = await self._deliver(conn, event, content, recipients)
         finally:
             content.close()
         if reply.is_positive:
             conn.accept(reply)
         else:
             conn.reject(reply)
+            self._closing = reply.closes
         log.info(
             "%s message %s from=<%s> rcpts=%d size=%d result=%d",
             self.id,
             self._message_id,
-            escape(sender),
+            escape(event.sender),
             len(recipients),
             content.size,
             reply.code,
         )
 
     async def _deliver(
-        self, conn: ServerConnection, content: MessageContent, recipients: tuple[Recipient, ...]
+        self,
+        conn: ServerConnection,
+        event: MessageComplete,
+        content: MessageContent,
+        recipients: tuple[Recipient, ...],
     ) -> Reply:
         """Hand the message to the Mailer; the reply says whether it has it."""
         mailer = self._context.mailer
         common = {
-            "sender": conn.sender or "",
+            "sender": event.sender,
             "recipients": recipients,
             "parameters": conn.mail_parameters,
             "content": content,
@@ -677,7 +692,6 @@ class Session:
 
     async def _on_command_rejected(self, conn: ServerConnection, event: CommandRejected) -> None:
         log.debug("%s refused: %s", self.id, event.reply)
-        config = self._config
         auth_failure = event.reply in _AUTH_FAILURE_REPLIES
         if auth_failure:
             # AUTH failures have their own, steeper, penalty; no second one below.
@@ -685,15 +699,34 @@ class Session:
             self._check_auth_failures(conn)
             if self._closing:
                 return
-        if event.error_count >= config.hard_error_limit:
+        await self._error_limits(conn, event.error_count, delay=not auth_failure)
+
+    async def _refuse(
+        self, conn: ServerConnection, reply: Reply, *, client_error: bool = True
+    ) -> None:
+        """Refuse a MAIL or RCPT decision; the client's errors meet the limits.
+
+        ``client_error=False`` is for our own failures (a hook that raised):
+        the client is not made to wait for those.
+        """
+        conn.reject(reply)
+        if reply.closes:
+            # 421 (a hook may raise Reject(421, ...)): the server closes.
+            self._closing = True
+        elif client_error:
+            await self._error_limits(conn, conn.error_count, delay=True)
+
+    async def _error_limits(self, conn: ServerConnection, errors: int, *, delay: bool) -> None:
+        config = self._config
+        if errors >= config.hard_error_limit:
             # Postfix's smtpd_hard_error_limit: a client this confused, or
             # this hostile, gets no more of our time.
             log.info("%s too many errors", self.id)
             conn.abort(replies.TOO_MANY_ERRORS)
             self._closing = True
-        elif event.error_count > config.soft_error_limit and not auth_failure:
+        elif errors > config.soft_error_limit and delay:
             # Postfix's soft limit: each further error costs the client time.
-            excess = event.error_count - config.soft_error_limit
+            excess = errors - config.soft_error_limit
             await trio.sleep(min(config.error_delay * excess, MAX_PENALTY_DELAY))
 
     _handlers: ClassVar[dict[type, Callable[..., Awaitable[None]]]] = {

@@ -173,6 +173,16 @@ class ServerConnection:
         return tuple(self._recipients)
 
     @property
+    def discarding(self) -> bool:
+        """A refused BDAT chunk is being read and thrown away.
+
+        For the I/O layer this is a message body like any other: it must
+        arrive at the minimum data rate, or a client could hold the
+        connection by trickling a chunk it knows will be refused.
+        """
+        return self._discard_remaining > 0
+
+    @property
     def pending_bytes(self) -> int:
         """Bytes received and not yet parsed (part of a line, or a body piece).
 

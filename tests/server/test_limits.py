@@ -606,3 +606,79 @@ async def test_max_non_mail_commands_gets_421_and_close(cert_set: CertSet) -> No
         assert [a.code for a in answers] == [250, 250, 421]
         assert answers[-1].enhanced == "4.7.0"
         assert await client.closed() == b""
+
+
+async def test_unknown_recipients_count_toward_the_error_limits(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """Guessing addresses (directory harvesting) meets the same delays and 421."""
+    config = base_config(soft_error_limit=2, hard_error_limit=5, error_delay=1.0)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        start = trio.current_time()
+        codes = [
+            (await client.command(f"RCPT TO:<guess{i}@nowhere.example>")).code for i in range(4)
+        ]
+        assert codes == [550, 550, 550, 550]
+        # Errors 3 and 4 are past the soft limit: 1 s, then 2 s.
+        assert trio.current_time() - start == pytest.approx(3, abs=0.1)
+        await client.send(b"RCPT TO:<guess5@nowhere.example>\r\n")
+        assert [(await client.reply()).code for _ in range(2)] == [550, 421]
+        assert await client.closed() == b""
+
+
+async def test_a_refused_bdat_chunk_must_arrive_at_the_minimum_rate(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """BDAT before MAIL is refused only once its chunk is read; trickling that
+    chunk must not hold the connection past the data rate deadline."""
+    config = base_config(min_data_rate=100, data_rate_grace=5, data_block_timeout=60)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        start = trio.current_time()
+        await client.send(b"BDAT 1000000\r\nx")
+        while await client.silent_for(4):
+            await client.send(b"x")
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        assert trio.current_time() - start < 6
+        assert await client.closed() == b""
+
+
+async def test_a_hook_rejecting_with_421_closes_the_connection(cert_set: CertSet) -> None:
+    class Busy:
+        async def lookup(self, recipient: str) -> Sequence[str]:
+            raise smtp_recv.Reject(421, "4.7.0", "Try again later")
+
+    async with (
+        running(cert_set, forward=Busy()) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.com>\r\nNOOP\r\n")
+        answers = [await client.reply() for _ in range(2)]
+        assert [(a.code, a.enhanced) for a in answers] == [(250, "2.1.0"), (421, "4.7.0")]
+        assert await client.closed() == b""
+
+
+async def test_submission_refuses_surplus_connections_before_tls(cert_set: CertSet) -> None:
+    """Past max_connections_per_ip, port 465 closes without a handshake."""
+    config = base_config(max_connections_per_ip=1)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as first,
+    ):
+        assert (await first.reply()).code == 220
+        stream = await trio.open_tcp_stream(*server.submission)
+        try:
+            with trio.fail_after(5):
+                assert await stream.receive_some(1024) == b""
+        finally:
+            await stream.aclose()
