@@ -59,10 +59,6 @@ class AuthFailures:
         times = self._recent(address, now)
         return times is not None and len(times) >= self._limit
 
-    def count(self, address: str, now: float) -> int:
-        times = self._recent(address, now)
-        return len(times) if times else 0
-
     def failed(self, address: str, now: float) -> int:
         """Record a failure; return the failures of ``address`` in the window."""
         times = self._recent(address, now)

@@ -66,7 +66,8 @@ class ServerConfig:
     #: Concurrent connections from one IP address (Postfix's
     #: ``smtpd_client_connection_count_limit`` is 50; ``421 4.7.0`` beyond).
     max_connections_per_ip: int = 20
-    #: Errors after which each further error is delayed (Postfix soft limit 10).
+    #: Errors after which each further error is delayed (Postfix's soft limit
+    #: is 10; we start sooner, as real clients rarely make even three).
     soft_error_limit: int = 3
     #: Errors after which the session ends with ``421`` (Postfix hard limit 20).
     hard_error_limit: int = 20

@@ -100,7 +100,6 @@ LIMIT_FIELDS = (
     "max_message_size",
     "max_recipients",
     "spool_threshold",
-    "reject_bare_line_endings",
     "max_non_mail_commands",
     "max_connections",
     "max_connections_per_ip",
@@ -126,7 +125,7 @@ TIMEOUT_FIELDS = (
     "greeting_delay",
     "reverse_dns_timeout",
 )
-PROTOCOL_FIELDS = ("smtputf8", "chunking", "reverse_dns")
+PROTOCOL_FIELDS = ("smtputf8", "chunking", "reject_bare_line_endings", "reverse_dns")
 
 #: Lower bounds stricter than "not negative".
 _MINIMUM = {

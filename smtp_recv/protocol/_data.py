@@ -9,7 +9,8 @@ advisories of 2023):
   ``\\n.\\n``, ``\\r.\\r`` and every mix of them are ordinary message bytes.
 * A line that begins with "." loses that one dot (transparency).
 * The size limit is applied while streaming: past it the reader keeps
-  reading to the real end but passes nothing on.
+  reading to the real end but passes nothing more on.  Pieces passed on
+  before a refusal was found must be dropped on ``MessageAborted``.
 * In strict mode a message with a bare CR or LF, or with a NUL, is read to
   its end and refused.  DATA carries 7bit or 8bitMIME text, which has CR and
   LF only as CRLF and no NUL at all (RFC 5321 2.3.8, RFC 6152 section 3 and

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -253,3 +254,18 @@ def test_certificate_map_chooses_by_sni() -> None:
     assert certs.get("example.org") is apex  # the wildcard does not cover the apex
     assert certs.get("a.b.example.org") is default  # nor two labels (RFC 6125 6.4.3)
     assert certs.get("unknown.example.net") is default
+
+
+def test_the_readme_config_examples_are_valid_toml() -> None:
+    """The README's TOML examples parse, and use only keys the loader knows."""
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = readme.split("```toml\n")[1:]
+    assert blocks
+    for block in blocks:
+        document = tomllib.loads(block.split("```", 1)[0])
+        for table, fields in (
+            ("limits", LIMIT_FIELDS),
+            ("timeouts", TIMEOUT_FIELDS),
+            ("protocol", PROTOCOL_FIELDS),
+        ):
+            assert set(document.get(table, {})) <= set(fields), table
