@@ -42,12 +42,19 @@ class Spool:
         if self.size > self._threshold and (self._file is None or self._pending_size >= _BATCH):
             await self._flush()
 
-    async def _flush(self) -> IO[bytes]:
+    async def _flush(self, *, final: bool = False) -> IO[bytes]:
+        """Write the pending pieces to the spool file: one thread hop."""
         pieces, self._pending, self._pending_size = self._pending, [], 0
-        if self._file is None:
-            self._file = await trio.to_thread.run_sync(tempfile.TemporaryFile)
-        file = self._file
-        await trio.to_thread.run_sync(file.writelines, pieces)
+        self._file = await trio.to_thread.run_sync(self._write, self._file, pieces, final)
+        return self._file
+
+    @staticmethod
+    def _write(file: IO[bytes] | None, pieces: list[bytes], final: bool) -> IO[bytes]:
+        if file is None:
+            file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by MessageContent.close
+        file.writelines(pieces)
+        if final:
+            file.flush()
         return file
 
     async def finish(self) -> MessageContent:
@@ -56,8 +63,7 @@ class Spool:
             data = b"".join(self._pending)
             self._pending = []
             return MessageContent(data, None, self.size)
-        file = await self._flush()
-        await trio.to_thread.run_sync(file.flush)
+        file = await self._flush(final=True)
         self._file = None
         return MessageContent(None, file, self.size)
 
