@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import secrets
 import time
 from datetime import datetime
 from email.utils import format_datetime
 
 _counter = itertools.count(1)
-# Printable ASCII that needs no quoting inside a comment (RFC 5322 ctext).
-_SAFE = frozenset(
-    "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_:[]@+=!#$%&*/?^{|}~"
-)
+# Anything but printable ASCII that needs no quoting inside a comment
+# (RFC 5322 ctext): one C-level pass replaces it, instead of a Python-level
+# test per character.
+_UNSAFE = re.compile(r"[^a-zA-Z0-9.\-_:\[\]@+=!#$%&*/?^{|}~]")
+
+
+def _process_tag() -> str:
+    # The pid is read once per process (and again in a forked child), not
+    # once per id: getpid() is a system call.
+    return f"{os.getpid():x}"
+
+
+_pid = _process_tag()
+os.register_at_fork(after_in_child=lambda: globals().update(_pid=_process_tag()))
+_SALT = secrets.token_hex(2)
 
 
 def new_id() -> str:
@@ -21,10 +33,7 @@ def new_id() -> str:
 
     Cheap enough to make one per message: no system call beyond ``time``.
     """
-    return f"{int(time.time()):x}{os.getpid():x}{next(_counter):x}{_SALT}"
-
-
-_SALT = secrets.token_hex(2)
+    return f"{int(time.time()):x}{_pid}{next(_counter):x}{_SALT}"
 
 
 def escape(text: str, limit: int = 255) -> str:
@@ -33,8 +42,22 @@ def escape(text: str, limit: int = 255) -> str:
     Everything outside a conservative printable set becomes ``?``, so a HELO
     name can neither fold the header, close the comment nor smuggle UTF-8.
     """
-    cleaned = "".join(char if char in _SAFE else "?" for char in text[:limit])
-    return cleaned or "?"
+    return _UNSAFE.sub("?", text[:limit]) or "?"
+
+
+# The date line of the trace header changes once a second; messages within
+# one second share its text instead of formatting it again.
+_date_cache: tuple[float, str] = (-1.0, "")
+
+
+def _date(when: datetime) -> str:
+    global _date_cache
+    second = when.timestamp() // 1
+    cached_second, text = _date_cache
+    if second != cached_second:
+        text = format_datetime(when.replace(microsecond=0))
+        _date_cache = (second, text)
+    return text
 
 
 def with_protocol(*, extended: bool, tls: bool, authenticated: bool, smtputf8: bool) -> str:
@@ -72,5 +95,5 @@ def received_header(
     if recipient is not None:
         lines.append(f"\tfor <{escape(recipient, 256)}>")
     lines[-1] += ";"
-    lines.append(f"\t{format_datetime(when)}")
+    lines.append(f"\t{_date(when)}")
     return ("\r\n".join(lines) + "\r\n").encode("ascii")
