@@ -24,6 +24,7 @@ from ._clients import AuthFailures, ConnectionCounter
 from ._config import ServerConfig
 from ._hooks import Auth, Forward, Mailer, Reject, SenderPolicy
 from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
+from ._plain import PlainSocket
 from ._spool import Spool
 from ._tls import TLSContexts, server_name
 from ._trace import escape, new_id, received_header, with_protocol
@@ -135,19 +136,6 @@ class ServerContext:
             scope.cancel()
 
 
-def _peek_early_data(stream: trio.SocketStream) -> bool:
-    """Whether the client has already sent bytes, without reading them."""
-    raw = socket.socket(fileno=stream.socket.fileno())
-    try:
-        return bool(raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT))
-    except (BlockingIOError, InterruptedError):
-        return False
-    except OSError:
-        return True
-    finally:
-        raw.detach()
-
-
 def _reply_from(reject: Reject) -> Reply:
     try:
         return Reply.make(reject.code, reject.enhanced, reject.text)
@@ -180,6 +168,8 @@ class Session:
         self._config = context.config
         self._stream: trio.abc.Stream = stream
         self._socket_stream = stream
+        # The fast path for plaintext I/O; None under TLS.
+        self._plain: PlainSocket | None = None
         self._role = role
         self.peer = peer
         self.id = new_id()
@@ -213,6 +203,8 @@ class Session:
         config = self._config
         log.info("%s connect %s [%s]:%d", self.id, self._role.value, *self.peer)
         try:
+            if self._role is Role.MX:
+                self._plain = PlainSocket(self._socket_stream)
             with trio.move_on_after(config.session_timeout) as session_scope:
                 await self._serve(connections_from_peer)
             if session_scope.cancelled_caught:
@@ -229,6 +221,8 @@ class Session:
             await self._final_reply(replies.LOCAL_ERROR)
         finally:
             self._drop_message()
+            if self._plain is not None:
+                self._plain.detach()
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(self._stream)
             log.info("%s disconnect", self.id)
@@ -281,16 +275,21 @@ class Session:
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
         delay = self._config.greeting_delay
+        assert self._plain is not None
         if delay <= 0:
-            return _peek_early_data(self._socket_stream)
+            return self._plain.has_data()
         with trio.move_on_after(delay):
-            await self._socket_stream.socket.recv(1, socket.MSG_PEEK)
+            await self._plain.wait_readable()
             return True
         return False
 
     async def _start_tls(self) -> bool:
         """Run the TLS handshake over the raw stream; ``False`` when it failed."""
         self._replies_possible = False
+        if self._plain is not None:
+            # From here on every byte goes through TLS.
+            self._plain.detach()
+            self._plain = None
         ssl_stream = trio.SSLStream(
             self._socket_stream, self._context.tls.context, server_side=True
         )
@@ -371,13 +370,31 @@ class Session:
 
     async def _flush(self, conn: ServerConnection) -> None:
         data = conn.data_to_send()
-        if data:
-            # A client that stops reading must not hold us forever.
-            wait = self._wait
-            self._waiting = _Waiting.SEND
-            wait.deadline = trio.current_time() + self._config.command_timeout
-            await self._stream.send_all(data)
-            wait.deadline = math.inf
+        if not data:
+            return
+        plain = self._plain
+        if plain is not None:
+            sent = plain.send_nowait(data)
+            if sent == len(data):
+                return
+            await self._send_rest(plain, memoryview(data)[sent:])
+            return
+        # A client that stops reading must not hold us forever.
+        wait = self._wait
+        self._waiting = _Waiting.SEND
+        wait.deadline = trio.current_time() + self._config.command_timeout
+        await self._stream.send_all(data)
+        wait.deadline = math.inf
+
+    async def _send_rest(self, plain: PlainSocket, rest: memoryview) -> None:
+        """The socket buffer is full: wait for room, under the command timeout."""
+        wait = self._wait
+        self._waiting = _Waiting.SEND
+        wait.deadline = trio.current_time() + self._config.command_timeout
+        while rest:
+            await plain.wait_writable()
+            rest = rest[plain.send_nowait(rest) :]
+        wait.deadline = math.inf
 
     async def _receive(self, conn: ServerConnection) -> None:
         """Wait for bytes under the deadline that fits the state."""
@@ -408,25 +425,52 @@ class Session:
             if idle:
                 self._body_since = None
         wait = self._wait
-        wait.deadline = deadline
-        if idle:
-            # Between transactions: shutdown may end this wait at once.
-            self._waiting = _Waiting.IDLE
-            idle_scopes = self._context.idle_scopes
-            idle_scopes.add(wait)
-            if self._context.shutting_down:
-                wait.cancel()
-            try:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            finally:
-                idle_scopes.discard(wait)
+        self._waiting = _Waiting.IDLE if idle else _Waiting.RECEIVE
+        if idle and self._context.shutting_down:
+            # Between transactions: shutdown ends the session here.
+            wait.cancel()
+        plain = self._plain
+        data: bytes | bytearray
+        if plain is None:
+            data = await self._wait_and_receive(wait, deadline, idle, None)
         else:
-            self._waiting = _Waiting.RECEIVE
-            data = await self._stream.receive_some(RECEIVE_SIZE)
-        wait.deadline = math.inf
+            # A scheduling point first: fair to the other sessions, it is
+            # where cancellation reaches a session that never has to wait,
+            # and by the time it returns the client has usually answered.
+            await trio.lowlevel.checkpoint()
+            received = plain.receive_nowait(RECEIVE_SIZE)
+            if received is None:
+                data = await self._wait_and_receive(wait, deadline, idle, plain)
+            else:
+                data = received
         if self._body_since is not None:
             self._body_bytes += len(data)
         conn.receive_data(data)
+
+    async def _wait_and_receive(
+        self, wait: trio.CancelScope, deadline: float, idle: bool, plain: PlainSocket | None
+    ) -> bytes | bytearray:
+        """Wait for the client's bytes under ``deadline``."""
+        wait.deadline = deadline
+        if idle:
+            # Shutdown cancels the idle sessions' waits.
+            idle_scopes = self._context.idle_scopes
+            idle_scopes.add(wait)
+        try:
+            if plain is None:
+                data = await self._stream.receive_some(RECEIVE_SIZE)
+            else:
+                while True:
+                    await plain.wait_readable()
+                    received = plain.receive_nowait(RECEIVE_SIZE)
+                    if received is not None:
+                        data = received
+                        break
+        finally:
+            if idle:
+                idle_scopes.discard(wait)
+        wait.deadline = math.inf
+        return data
 
     async def _final_reply(self, reply: Reply) -> None:
         """Best effort: send a last reply on a stream that may be broken."""
