@@ -24,10 +24,10 @@ from ._clients import AuthFailures, ConnectionCounter
 from ._config import ServerConfig
 from ._hooks import Auth, Forward, Mailer, Reject, SenderPolicy
 from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
-from ._plain import PlainSocket
 from ._spool import Spool
 from ._tls import TLSContexts, server_name
 from ._trace import escape, new_id, received_header, with_protocol
+from ._transport import Transport
 from .protocol import (
     NEED_DATA,
     PAUSED,
@@ -136,6 +136,15 @@ class ServerContext:
             scope.cancel()
 
 
+async def _send_rest(transport: Transport, rest: memoryview) -> None:
+    """Send all of ``rest``, waiting for room; the caller bounds the time."""
+    while True:
+        rest = rest[transport.send_nowait(rest) :]
+        if not rest:
+            return
+        await transport.wait_sendable()
+
+
 def _reply_from(reject: Reject) -> Reply:
     try:
         return Reply.make(reject.code, reject.enhanced, reject.text)
@@ -166,10 +175,6 @@ class Session:
     ) -> None:
         self._context = context
         self._config = context.config
-        self._stream: trio.abc.Stream = stream
-        self._socket_stream = stream
-        # The fast path for plaintext I/O; None under TLS.
-        self._plain: PlainSocket | None = None
         self._role = role
         self.peer = peer
         self.id = new_id()
@@ -196,6 +201,8 @@ class Session:
         # rate applies to the whole transaction, not to each receive.
         self._body_since: float | None = None
         self._body_bytes = 0
+        # Last: from here on the transport owns the connection's descriptor.
+        self._transport = Transport(stream)
 
     # -- the whole connection ----------------------------------------------------
     async def run(self, connections_from_peer: int) -> None:
@@ -203,8 +210,6 @@ class Session:
         config = self._config
         log.info("%s connect %s [%s]:%d", self.id, self._role.value, *self.peer)
         try:
-            if self._role is Role.MX:
-                self._plain = PlainSocket(self._socket_stream)
             with trio.move_on_after(config.session_timeout) as session_scope:
                 await self._serve(connections_from_peer)
             if session_scope.cancelled_caught:
@@ -221,10 +226,7 @@ class Session:
             await self._final_reply(replies.LOCAL_ERROR)
         finally:
             self._drop_message()
-            if self._plain is not None:
-                self._plain.detach()
-            with trio.CancelScope(shield=True):
-                await trio.aclose_forcefully(self._stream)
+            self._transport.close()
             log.info("%s disconnect", self.id)
 
     async def _serve(self, connections_from_peer: int) -> None:
@@ -275,42 +277,32 @@ class Session:
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
         delay = self._config.greeting_delay
-        assert self._plain is not None
+        transport = self._transport
         if delay <= 0:
-            return self._plain.has_data()
+            return transport.has_data()
         with trio.move_on_after(delay):
-            await self._plain.wait_readable()
+            await transport.wait_readable()
             return True
         return False
 
     async def _start_tls(self) -> bool:
-        """Run the TLS handshake over the raw stream; ``False`` when it failed."""
+        """Run the TLS handshake on the connection; ``False`` when it failed."""
         self._replies_possible = False
-        if self._plain is not None:
-            # From here on every byte goes through TLS.
-            self._plain.detach()
-            self._plain = None
-        ssl_stream = trio.SSLStream(
-            self._socket_stream, self._context.tls.context, server_side=True
-        )
         with trio.move_on_after(self._config.tls_handshake_timeout) as scope:
             try:
-                await ssl_stream.do_handshake()
+                tls = await self._transport.start_tls(self._context.tls.context)
             except trio.BrokenResourceError as error:
                 log.info("%s TLS handshake failed: %s", self.id, error.__cause__ or error)
                 return False
         if scope.cancelled_caught:
             log.info("%s TLS handshake timed out", self.id)
             return False
-        self._stream = ssl_stream
         self._replies_possible = True
-        cipher = ssl_stream.cipher()
-        # trio forwards no accessor for the SSLObject itself; the SNI name is
-        # kept on it by the TLSContexts callback.
+        cipher = tls.cipher()
         self.tls = TLSInfo(
-            version=ssl_stream.version() or "",
+            version=tls.version() or "",
             cipher=cipher[0] if cipher else "",
-            server_name=server_name(getattr(ssl_stream, "_ssl_object", None)),
+            server_name=server_name(tls),
         )
         log.info(
             "%s TLS %s %s sni=%s", self.id, self.tls.version, self.tls.cipher, self.tls.server_name
@@ -372,29 +364,15 @@ class Session:
         data = conn.data_to_send()
         if not data:
             return
-        plain = self._plain
-        if plain is not None:
-            sent = plain.send_nowait(data)
-            if sent == len(data):
-                return
-            await self._send_rest(plain, memoryview(data)[sent:])
-            return
-        # A client that stops reading must not hold us forever.
-        wait = self._wait
-        self._waiting = _Waiting.SEND
-        wait.deadline = trio.current_time() + self._config.command_timeout
-        await self._stream.send_all(data)
-        wait.deadline = math.inf
-
-    async def _send_rest(self, plain: PlainSocket, rest: memoryview) -> None:
-        """The socket buffer is full: wait for room, under the command timeout."""
-        wait = self._wait
-        self._waiting = _Waiting.SEND
-        wait.deadline = trio.current_time() + self._config.command_timeout
-        while rest:
-            await plain.wait_writable()
-            rest = rest[plain.send_nowait(rest) :]
-        wait.deadline = math.inf
+        transport = self._transport
+        sent = transport.send_nowait(data)
+        if sent < len(data):
+            # A client that stops reading must not hold us forever.
+            wait = self._wait
+            self._waiting = _Waiting.SEND
+            wait.deadline = trio.current_time() + self._config.command_timeout
+            await _send_rest(transport, memoryview(data)[sent:])
+            wait.deadline = math.inf
 
     async def _receive(self, conn: ServerConnection) -> None:
         """Wait for bytes under the deadline that fits the state."""
@@ -429,27 +407,21 @@ class Session:
         if idle and self._context.shutting_down:
             # Between transactions: shutdown ends the session here.
             wait.cancel()
-        plain = self._plain
-        data: bytes | bytearray
-        if plain is None:
-            data = await self._wait_and_receive(wait, deadline, idle, None)
-        else:
-            # A scheduling point first: fair to the other sessions, it is
-            # where cancellation reaches a session that never has to wait,
-            # and by the time it returns the client has usually answered.
-            await trio.lowlevel.checkpoint()
-            received = plain.receive_nowait(RECEIVE_SIZE)
-            if received is None:
-                data = await self._wait_and_receive(wait, deadline, idle, plain)
-            else:
-                data = received
+        # A scheduling point first: fair to the other sessions, it is where
+        # cancellation reaches a session that never has to wait, and by the
+        # time it returns the client has usually answered.
+        await trio.lowlevel.checkpoint()
+        transport = self._transport
+        data = transport.receive_nowait(RECEIVE_SIZE)
+        if data is None:
+            data = await self._wait_and_receive(transport, wait, deadline, idle)
         if self._body_since is not None:
             self._body_bytes += len(data)
         conn.receive_data(data)
 
     async def _wait_and_receive(
-        self, wait: trio.CancelScope, deadline: float, idle: bool, plain: PlainSocket | None
-    ) -> bytes | bytearray:
+        self, transport: Transport, wait: trio.CancelScope, deadline: float, idle: bool
+    ) -> bytes:
         """Wait for the client's bytes under ``deadline``."""
         wait.deadline = deadline
         if idle:
@@ -457,15 +429,11 @@ class Session:
             idle_scopes = self._context.idle_scopes
             idle_scopes.add(wait)
         try:
-            if plain is None:
-                data = await self._stream.receive_some(RECEIVE_SIZE)
-            else:
-                while True:
-                    await plain.wait_readable()
-                    received = plain.receive_nowait(RECEIVE_SIZE)
-                    if received is not None:
-                        data = received
-                        break
+            while True:
+                await transport.wait_receivable()
+                data = transport.receive_nowait(RECEIVE_SIZE)
+                if data is not None:
+                    break
         finally:
             if idle:
                 idle_scopes.discard(wait)
@@ -477,16 +445,15 @@ class Session:
         await self._final_data(reply.to_bytes())
 
     async def _final_data(self, data: bytes) -> None:
+        transport = self._transport
         if not self._replies_possible or not data:
             return
         deadline = trio.current_time() + FINAL_REPLY_TIMEOUT
         with (
             trio.CancelScope(shield=True, deadline=deadline),
-            contextlib.suppress(
-                trio.BrokenResourceError, trio.ClosedResourceError, trio.BusyResourceError
-            ),
+            contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
-            await self._stream.send_all(data)
+            await _send_rest(transport, memoryview(data))
 
     async def _hook(self, call: Callable[..., Awaitable[T]], *args: object) -> T:
         # A bare CancelScope: trio.fail_after's context manager costs more

@@ -10,7 +10,7 @@ from ._hooks import CertByHost, Certificate
 
 log = logging.getLogger("smtp_recv.tls")
 
-# The attribute under which the SNI name is kept on the SSLObject of a
+# The attribute under which the SNI name is kept on the SSLSocket of a
 # handshake; Python has no public server-side accessor for it.
 _SNI_ATTRIBUTE = "_smtp_recv_server_name"
 
