@@ -13,10 +13,11 @@ import enum
 import logging
 import math
 import socket
-from collections.abc import Awaitable, Callable, Iterable
+import types
+from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import ClassVar, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import trio
 
@@ -79,6 +80,8 @@ class _Waiting(enum.Enum):
     RECEIVE = "receive"
     #: The client to read our replies.
     SEND = "send"
+    #: A hook (or the Mailer) to answer.
+    HOOK = "hook"
 
 
 class _Closed(Exception):
@@ -136,6 +139,25 @@ class ServerContext:
             scope.cancel()
 
 
+@types.coroutine
+def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, T]:
+    """Go on running an awaitable that has yielded ``trap``, as ``await`` would.
+
+    trio answers each trap by sending a value back (it never throws into a
+    task), so relaying what is yielded and sent is all that ``await`` does
+    here.  Should this frame be closed, the awaitable is closed with it.
+    """
+    try:
+        while True:
+            try:
+                trap = steps.send((yield trap))
+            except StopIteration as done:
+                result: T = done.value
+                return result
+    finally:
+        steps.close()
+
+
 async def _send_rest(transport: Transport, rest: memoryview) -> None:
     """Send all of ``rest``, waiting for room; the caller bounds the time."""
     while True:
@@ -190,6 +212,10 @@ class Session:
         self._line_started: float | None = None
         self._wait = trio.CancelScope()
         self._waiting = _Waiting.NOTHING
+        # What a hook that runs out of time is called in the log, and the
+        # reply its decision then gets.
+        self._hook_name = ""
+        self._hook_timeout_reply = replies.TEMPORARY_FAILURE
         self._client_name: str | None = None
         self._client_name_looked_up = False
         # The transaction under way, as far as the I/O layer is concerned.
@@ -318,11 +344,19 @@ class Session:
         the wait and lifted after it: one scope instead of one per receive,
         which is most of the per-command cost of trio's timeouts.
         """
-        with trio.CancelScope() as wait:
-            self._wait = wait
-            return await self._converse_until_closed(conn)
-        # Only reached when a wait's deadline passed, or shutdown cancelled
-        # the wait of an idle session.
+        while True:
+            with trio.CancelScope() as wait:
+                self._wait = wait
+                return await self._converse_until_closed(conn)
+            if self._waiting is not _Waiting.HOOK:
+                break
+            # A hook ran out of time: its decision fails temporarily and the
+            # session goes on, in a fresh wait scope.
+            log.error("%s %s timed out", self.id, self._hook_name)
+            conn.reject(self._hook_timeout_reply)
+            self._waiting = _Waiting.NOTHING
+        # Otherwise only reached when a wait's deadline passed, or shutdown
+        # cancelled the wait of an idle session.
         if self._waiting is _Waiting.SEND:
             raise _Closed
         if self._waiting is _Waiting.IDLE and self._context.shutting_down:
@@ -455,12 +489,42 @@ class Session:
         ):
             await _send_rest(transport, memoryview(data))
 
-    async def _hook(self, call: Callable[..., Awaitable[T]], *args: object) -> T:
-        # A bare CancelScope: trio.fail_after's context manager costs more
-        # than the typical hook it guards.
-        with trio.CancelScope(deadline=trio.current_time() + self._config.hook_timeout):
-            return await call(*args)
-        raise trio.TooSlowError
+    async def _hook(
+        self,
+        name: str,
+        limit: float,
+        on_timeout: Reply,
+        call: Callable[..., Awaitable[T]],
+        *args: object,
+    ) -> T:
+        """``await call(*args)``, bounded by ``limit`` seconds without a scope of its own.
+
+        Most hooks (a dict lookup, an in-memory queue) answer without ever
+        suspending, and a deadline never waited under cannot fire; a cancel
+        scope per call would cost more than such a hook.  So the hook's first
+        step runs directly.  Only if it suspends does the session's wait scope
+        (entered outside every scope the hook may open) get the deadline, and
+        the hook then runs on exactly as ``await`` would run it.  If the
+        deadline passes, ``_converse`` rejects the pending decision with
+        ``on_timeout`` and the session goes on.
+        """
+        steps = call(*args).__await__()
+        try:
+            trap = steps.send(None)
+        except StopIteration as done:
+            result: T = done.value
+            return result
+        wait = self._wait
+        self._waiting = _Waiting.HOOK
+        self._hook_name, self._hook_timeout_reply = name, on_timeout
+        wait.deadline = trio.current_time() + limit
+        try:
+            return await _resume(steps, trap)
+        finally:
+            if not wait.cancel_called:
+                # (Past the deadline, _converse reads _waiting to see why.)
+                wait.deadline = math.inf
+                self._waiting = _Waiting.NOTHING
 
     # -- events ------------------------------------------------------------------
     async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:
@@ -474,6 +538,9 @@ class Session:
         assert self._username is not None
         try:
             allowed = await self._hook(
+                "SenderPolicy hook",
+                self._config.hook_timeout,
+                replies.TEMPORARY_FAILURE,
                 self._context.sender_policy.may_send_as,
                 self._user_id,
                 self._username,
@@ -505,7 +572,13 @@ class Session:
             return
         try:
             targets = _checked_targets(
-                await self._hook(self._context.forward.lookup, event.recipient)
+                await self._hook(
+                    "Forward hook",
+                    self._config.hook_timeout,
+                    replies.TEMPORARY_FAILURE,
+                    self._context.forward.lookup,
+                    event.recipient,
+                )
             )
         except Reject as reject:
             await self._refuse(conn, _reply_from(reject))
@@ -551,7 +624,13 @@ class Session:
         host = self.tls.server_name if self.tls else None
         try:
             user_id = await self._hook(
-                self._context.auth.verify, host, event.username, event.password
+                "Auth hook",
+                self._config.hook_timeout,
+                replies.AUTH_TEMPORARY_FAILURE,
+                self._context.auth.verify,
+                host,
+                event.username,
+                event.password,
             )
         except Exception:
             log.exception("%s Auth hook failed", self.id)
@@ -666,25 +745,21 @@ class Session:
             "message_id": self._message_id,
             "received_at": datetime.now(UTC),
         }
-        deadline = trio.current_time() + self._config.mailer_timeout
+        name = f"Mailer (message {self._message_id})"
+        limit, on_timeout = self._config.mailer_timeout, replies.TEMPORARY_FAILURE
         try:
-            with trio.CancelScope(deadline=deadline) as scope:
-                if self._role is Role.SUBMISSION:
-                    assert self._user_id is not None
-                    assert self._username is not None
-                    await mailer.send(
-                        UserMail(**common, user_id=self._user_id, username=self._username)  # type: ignore[arg-type]
-                    )
-                else:
-                    await mailer.forward(Mail(**common))  # type: ignore[arg-type]
+            if self._role is Role.SUBMISSION:
+                assert self._user_id is not None
+                assert self._username is not None
+                mail = UserMail(**common, user_id=self._user_id, username=self._username)  # type: ignore[arg-type]
+                await self._hook(name, limit, on_timeout, mailer.send, mail)
+            else:
+                await self._hook(name, limit, on_timeout, mailer.forward, Mail(**common))  # type: ignore[arg-type]
         except Reject as reject:
             return _reply_from(reject)
         except Exception:
             # The client keeps the message and retries: nothing is lost.
             log.exception("%s Mailer failed for message %s", self.id, self._message_id)
-            return replies.TEMPORARY_FAILURE
-        if scope.cancelled_caught:
-            log.error("%s Mailer timed out for message %s", self.id, self._message_id)
             return replies.TEMPORARY_FAILURE
         return replies.message_accepted(self._message_id)
 

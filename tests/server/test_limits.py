@@ -467,6 +467,49 @@ async def test_hook_timeout_gives_temporary_failures(
             assert (await client.command("NOOP")).code == 250
 
 
+class ScopedHooks:
+    """Hooks that open their own cancel scopes and nurseries before they wait.
+
+    The session bounds a hook without a cancel scope around it; these make
+    sure the hook's own scopes nest and unwind as they would under ``await``.
+    """
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        if recipient.startswith("stuck"):
+            with trio.move_on_after(1000):
+                await trio.sleep_forever()
+            raise AssertionError("the session's deadline comes first")
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.sleep, 1)
+            with trio.fail_after(60):
+                await trio.sleep(2)
+        return (recipient,)
+
+
+async def test_hooks_with_their_own_scopes_are_bounded_and_the_session_goes_on(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(hook_timeout=5)
+    async with (
+        running(cert_set, config=config, forward=ScopedHooks()) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        start = trio.current_time()
+        assert (await client.command("RCPT TO:<bob@example.com>")).code == 250
+        assert trio.current_time() - start == pytest.approx(2, abs=0.01)
+        start = trio.current_time()
+        stuck = await client.command("RCPT TO:<stuck@example.com>")
+        assert (stuck.code, stuck.enhanced) == (451, "4.3.0")
+        assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+        # The transaction goes on with the recipient that was accepted.
+        assert (await client.command("RCPT TO:<carol@example.com>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        await client.send(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+        assert (await client.reply()).code == 250
+
+
 async def test_mailer_timeout_gives_451_and_the_retry_succeeds(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
