@@ -124,6 +124,10 @@ def split_path_and_parameters(argument: str, prefix: str, syntax: Reply) -> tupl
 
 def _path_end(text: str) -> int:
     """Index of the ">" that closes the path, skipping quoted local parts."""
+    if '"' not in text:
+        # No quoted local part, so no ">" inside one (backslashes escape
+        # only within quotes): the first ">" closes the path.
+        return text.find(">")
     quoted = escaped = False
     for index, char in enumerate(text):
         if escaped:
