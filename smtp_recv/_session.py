@@ -528,7 +528,9 @@ class Session:
 
     # -- events ------------------------------------------------------------------
     async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:
-        log.debug("%s %s %s", self.id, "EHLO" if event.extended else "HELO", escape(event.name))
+        if log.isEnabledFor(logging.DEBUG):
+            kind = "EHLO" if event.extended else "HELO"
+            log.debug("%s %s %s", self.id, kind, escape(event.name))
 
     async def _on_mail(self, conn: ServerConnection, event: MailFrom) -> None:
         if self._role is Role.MX:
@@ -713,15 +715,18 @@ class Session:
         else:
             conn.reject(reply)
             self._closing = reply.closes
-        log.info(
-            "%s message %s from=<%s> rcpts=%d size=%d result=%d",
-            self.id,
-            self._message_id,
-            escape(event.sender),
-            len(recipients),
-            content.size,
-            reply.code,
-        )
+        if log.isEnabledFor(logging.INFO):
+            # (Escaping costs as much as the rest of the line: skip both
+            # when nobody reads them.)
+            log.info(
+                "%s message %s from=<%s> rcpts=%d size=%d result=%d",
+                self.id,
+                self._message_id,
+                escape(event.sender),
+                len(recipients),
+                content.size,
+                reply.code,
+            )
 
     async def _deliver(
         self,
