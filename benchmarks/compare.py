@@ -120,7 +120,31 @@ def ensure_node() -> str | None:
     return None
 
 
-def server_command(name: str, certfile: Path, keyfile: Path) -> list[str]:
+#: Scenario W's two configurations of the built-in server.
+WORKER_COUNTS = (1, 2)
+#: Where scenario W keeps its Maildirs (tmpfs), when the machine has it.
+MEMORY_FILESYSTEM = "/dev/shm"  # noqa: S108 - a parent for mkdtemp, not a file name
+#: The servers scenario M compares (each storing every message).
+STORING_SERVERS = ("smtp_recv", "aiosmtpd")
+
+
+def server_command(name: str, certfile: Path, keyfile: Path, letter: str = "A") -> list[str]:
+    """The command for ``name`` in scenario ``letter`` (M and W start other configurations)."""
+    if letter == "W":
+        # name is "N worker(s)": the built-in server with N workers.
+        script = HERE / "servers" / "smtp_recv_cli_server.py"
+        command = [sys.executable, str(script), str(certfile), str(keyfile)]
+        command += ["--workers", name.split()[0]]
+        if Path(MEMORY_FILESYSTEM).is_dir():
+            # Measure CPU scaling, not the disk's fsync rate.
+            command += ["--store-in", MEMORY_FILESYSTEM]
+        return command
+    if letter == "M" and name == "smtp_recv":
+        script = HERE / "servers" / "smtp_recv_cli_server.py"
+        return [sys.executable, str(script), str(certfile), str(keyfile)]
+    if letter == "M" and name == "aiosmtpd":
+        script = HERE / "servers" / "aiosmtpd_server.py"
+        return [sys.executable, str(script), str(certfile), str(keyfile), "--files"]
     if name == "node":
         node = shutil.which("node")
         assert node is not None
@@ -134,16 +158,22 @@ def _pin_to_server_core() -> None:
 
 
 @contextlib.contextmanager
-def running_server(name: str, certs: tuple[Path, Path], log_dir: Path) -> Iterator[dict[str, Any]]:
-    """Start one server, pinned to the server core; yield its pid and addresses; stop it."""
-    log_path = log_dir / f"{name}.stderr.log"
+def running_server(
+    name: str, certs: tuple[Path, Path], log_dir: Path, letter: str = "A"
+) -> Iterator[dict[str, Any]]:
+    """Start one server, pinned to the server core; yield its pid and addresses; stop it.
+
+    In scenario W the server is not pinned: its workers may use every core.
+    """
+    log_path = log_dir / f"{name.replace(' ', '-')}.stderr.log"
+    pin = _pinning() and letter != "W"
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
-            server_command(name, *certs),
+            server_command(name, *certs, letter=letter),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_pin_to_server_core if _pinning() else None,
+            preexec_fn=_pin_to_server_core if pin else None,
         )
     try:
         assert process.stdout is not None
@@ -255,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="runs per figure (median); default 3")
     parser.add_argument("--quick", action="store_true", help="one short run of everything")
     parser.add_argument("--duration", type=float, help="seconds of each measured window")
-    parser.add_argument("--scenarios", default="ABCDEFGH", help="letters, e.g. ABH")
+    parser.add_argument("--scenarios", default="ABCDEFGHMW", help="letters, e.g. ABH")
     parser.add_argument("--servers", default=",".join(ALL_SERVERS))
     parser.add_argument("--idle-sessions", type=int, default=1000)
     parser.add_argument("--json", metavar="PATH", help="write all results as JSON")
@@ -321,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         certs = make_certificates(tmpdir)
         for run in range(runs):
             for letter in letters:
-                for name in servers if run % 2 == 0 else list(reversed(servers)):
+                names = servers_for(letter, servers)
+                for name in names if run % 2 == 0 else list(reversed(names)):
                     if time.monotonic() - began > args.max_seconds:
                         truncated = True
                         break
@@ -345,6 +376,17 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.json).write_text(json.dumps(results, indent=2, default=str))
         print(f"results written to {args.json}")
     return 0
+
+
+def servers_for(letter: str, servers: list[str]) -> list[str]:
+    """Who runs scenario ``letter``: W is smtp_recv's worker counts, M the storing servers."""
+    if letter == "W":
+        if "smtp_recv" not in servers:
+            return []
+        return [f"{count} worker{'s' if count > 1 else ''}" for count in WORKER_COUNTS]
+    if letter == "M":
+        return [name for name in servers if name in STORING_SERVERS]
+    return servers
 
 
 def measure(
@@ -381,7 +423,7 @@ def measure(
             )
             return
         scenario = loadgen.SCENARIOS[letter]
-        with running_server(name, certs, tmpdir) as server:
+        with running_server(name, certs, tmpdir, letter) as server:
             address = server["tls"] if scenario.tls_auth else server["plain"]
             result = loadgen.run_scenario(scenario, address, server["pid"], duration)
         slot.append(result)
@@ -421,7 +463,7 @@ def summarise(
     summary: dict[str, Any] = {}
     for letter in letters:
         per_server: dict[str, Any] = {}
-        for name in servers:
+        for name in servers_for(letter, servers):
             entries = [e for e in raw.get(letter, {}).get(name, []) if "failed" not in e]
             if not entries:
                 continue
@@ -446,6 +488,14 @@ def summarise(
                 per_server[name]["runs"] = len(entries)
                 per_server[name]["errors"] = sum(e["errors"] for e in entries)
         ours, theirs = per_server.get("smtp_recv"), per_server.get("aiosmtpd")
+        one, two = per_server.get("1 worker"), per_server.get("2 workers")
+        if one and two:
+            per_server["ratio_2_to_1_workers"] = {
+                "messages_per_s": _ratio(two["messages_per_s"], one["messages_per_s"]),
+                "server_cpu_per_1000_messages": _ratio(
+                    two["server_cpu_per_1000_messages"], one["server_cpu_per_1000_messages"]
+                ),
+            }
         if ours and theirs:
             if letter == "H":
                 per_server["ratio_smtp_recv_to_aiosmtpd"] = {
@@ -483,7 +533,7 @@ def print_tables(results: dict[str, Any], servers: list[str], letters: list[str]
         )
     if "smtp_recv" in servers and "aiosmtpd" in servers:
         head += f" | {'ratio msg/s':>11} {'ratio cpu':>9}"
-    message_letters = [x for x in letters if x != "H"]
+    message_letters = [x for x in letters if x not in ("H", "W")]
     if message_letters:
         print(head)
         print("-" * len(head))
@@ -522,6 +572,23 @@ def print_tables(results: dict[str, Any], servers: list[str], letters: list[str]
     )
     if short:
         print(f"fewer runs than asked: {', '.join(short)}")
+    if "W" in letters and summary.get("W"):
+        print()
+        print(f"W: {loadgen.SCENARIOS['W'].title} (server not pinned; generator on its core)")
+        print(f"{'':<12}{'msg/s':>10}{'cpu':>8}{'srv%':>7}{'gen%':>7}{'oth%':>7}")
+        for name in servers_for("W", servers):
+            s = summary["W"].get(name)
+            if s:
+                print(
+                    f"{name:<12}{_fmt(s['messages_per_s'], '.0f'):>10}"
+                    f"{_fmt(s['server_cpu_per_1000_messages'], '.3f'):>8}"
+                    f"{_fmt(s['server_core_utilisation'], '.0%'):>7}"
+                    f"{_fmt(s['generator_core_utilisation'], '.0%'):>7}"
+                    f"{_fmt(s['foreign_cpu_utilisation'], '.0%'):>7}"
+                )
+        ratio = summary["W"].get("ratio_2_to_1_workers")
+        if ratio:
+            print(f"{'2 / 1':<12}{_fmt(ratio['messages_per_s'], '.2f'):>10}")
     if "H" in letters:
         print()
         print(f"H: {loadgen.IDLE_TITLE}, N = {results['idle_sessions']}, KiB per session")
