@@ -415,6 +415,9 @@ def serve_command(args: argparse.Namespace) -> int:
         os.environ.pop(variable, None)  # sd_listen_fds(unset_environment=1)
     if args.workers > 1:
         return _supervise_workers(args, plan)
+    if args.pin_workers:
+        _error("--pin-workers needs --workers N (N > 1)")
+        return EXIT_USAGE
 
     failure: str | None = None
     try:
@@ -445,7 +448,8 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         host, port = sock.getsockname()[:2]
         print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)
     sys.stdout.flush()
-    return Supervisor(worker_command(args.argv), sockets).run(args.workers)
+    supervisor = Supervisor(worker_command(args.argv), sockets, pin=args.pin_workers)
+    return supervisor.run(args.workers)
 
 
 def _worker_count(text: str) -> int:
@@ -587,6 +591,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="run N server processes sharing the listening sockets, one per core"
         " (needs --config; default 1)",
+    )
+    serve.add_argument(
+        "--pin-workers",
+        action="store_true",
+        help="bind worker i to the i-th CPU this process may use (with --workers N)",
     )
     serve.set_defaults(handler=serve_command)
 

@@ -41,15 +41,34 @@ def worker_pids(log: Path) -> dict[int, int]:
 
 
 def test_worker_command_replaces_the_worker_count() -> None:
-    command = worker_command(["serve", "--workers", "4", "--config", "c.toml", "--workers=3"])
+    command = worker_command(
+        ["serve", "--workers", "4", "--config", "c.toml", "--workers=3", "--pin-workers"]
+    )
     assert command[1:] == ["-m", "smtp_recv", "serve", "--config", "c.toml", "--workers", "1"]
 
 
+def test_pin_workers_needs_several_workers(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    command = [sys.executable, "-m", "smtp_recv", "serve", "--config", str(config)]
+    result = subprocess.run(
+        [*command, "--pin-workers"], capture_output=True, text=True, timeout=TIMEOUT, check=False
+    )
+    assert result.returncode == 2
+    assert "--pin-workers needs --workers" in result.stderr
+
+
 # The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
-# a service manager): the workers must still find the sockets there.
-@pytest.mark.parametrize("inherited", [False, True], ids=["plain", "fds-3-4-taken"])
+# a service manager): the workers must still find the sockets there.  With
+# --pin-workers each worker (a restarted one too) runs on its own CPU.
+@pytest.mark.parametrize(
+    ("inherited", "pinned"),
+    [(False, False), (True, False), (False, True)],
+    ids=["plain", "fds-3-4-taken", "pinned"],
+)
 def test_workers_share_the_socket_and_are_restarted(
-    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool
+    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool, pinned: bool
 ) -> None:
     config = write_config(tmp_path, certificate_authority)
     log = tmp_path / "supervisor.log"
@@ -68,6 +87,8 @@ def test_workers_share_the_socket_and_are_restarted(
             "--workers",
             "2",
         ]
+        if pinned:
+            command.append("--pin-workers")
         if inherited:
             command = ["sh", "-c", 'exec "$@" 3</dev/null 4</dev/null', "sh", *command]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
@@ -92,6 +113,10 @@ def test_workers_share_the_socket_and_are_restarted(
 
             os.kill(first[0], signal.SIGKILL)
             wait_for(lambda: worker_pids(log).get(0, first[0]) != first[0], "a restarted worker")
+            cpus = sorted(os.sched_getaffinity(0))
+            for slot, pid in worker_pids(log).items():
+                expected = {cpus[slot % len(cpus)]} if pinned else set(cpus)
+                assert os.sched_getaffinity(pid) == expected, (slot, pid)
             # The restarted worker and the survivor both serve the same socket.
             for number in range(6, 10):
                 with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
