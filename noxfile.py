@@ -58,8 +58,11 @@ def fuzz_core(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Core throughput, then the server comparison with aiosmtpd (and node when present).
 
-    ``nox -s bench -- --quick --json bench.json`` passes options to compare.py.
+    ``nox -s bench -- --quick`` passes options to compare.py.  The results go
+    to ``bench-results.json`` and their ratios to ``bench-ratios.png``.
     """
-    session.install("-e", ".", "aiosmtpd==1.4.6", "trustme>=1.1")
+    session.install("-e", ".", "aiosmtpd==1.4.6", "trustme>=1.1", "matplotlib>=3.8")
     session.run("python", "benchmarks/core_throughput.py")
-    session.run("python", "benchmarks/compare.py", *session.posargs)
+    results = "bench-results.json"
+    session.run("python", "benchmarks/compare.py", "--json", results, *session.posargs)
+    session.run("python", "benchmarks/plot.py", results, "bench-ratios.png")

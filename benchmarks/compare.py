@@ -157,23 +157,29 @@ def _pin_to_server_core() -> None:
     os.sched_setaffinity(0, {SERVER_CORE})
 
 
+def _unpin() -> None:
+    # This script runs on the generator's core; a server that is not pinned
+    # must not inherit that.
+    os.sched_setaffinity(0, range(os.cpu_count() or 1))
+
+
 @contextlib.contextmanager
 def running_server(
     name: str, certs: tuple[Path, Path], log_dir: Path, letter: str = "A"
 ) -> Iterator[dict[str, Any]]:
     """Start one server, pinned to the server core; yield its pid and addresses; stop it.
 
-    In scenario W the server is not pinned: its workers may use every core.
+    In scenario W, several workers are not pinned: they may use every core.
     """
     log_path = log_dir / f"{name.replace(' ', '-')}.stderr.log"
-    pin = _pinning() and letter != "W"
+    pin = _pinning() and not (letter == "W" and name != "1 worker")
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             server_command(name, *certs, letter=letter),
             stdout=subprocess.PIPE,
             stderr=log,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_pin_to_server_core if pin else None,
+            preexec_fn=_pin_to_server_core if pin else _unpin,
         )
     try:
         assert process.stdout is not None
@@ -574,7 +580,10 @@ def print_tables(results: dict[str, Any], servers: list[str], letters: list[str]
         print(f"fewer runs than asked: {', '.join(short)}")
     if "W" in letters and summary.get("W"):
         print()
-        print(f"W: {loadgen.SCENARIOS['W'].title} (server not pinned; generator on its core)")
+        print(
+            f"W: {loadgen.SCENARIOS['W'].title}"
+            " (1 worker pinned to the server core; 2 workers with --pin-workers, one per core)"
+        )
         print(f"{'':<12}{'msg/s':>10}{'cpu':>8}{'srv%':>7}{'gen%':>7}{'oth%':>7}")
         for name in servers_for("W", servers):
             s = summary["W"].get(name)

@@ -86,8 +86,15 @@ SCENARIOS: dict[str, Scenario] = {
         # (fsync on) against aiosmtpd writing each message to a file.
         Scenario("M", "1 KiB, 10 sessions, stored: Maildir with fsync vs plain files", KiB, 10),
         # The built-in server with 1 and with 2 worker processes.
+        # New connections, as MX traffic mostly is: the workers share one
+        # accept queue, and a long-lived connection stays where it landed.
         Scenario(
-            "W", "1 KiB, 20 sessions, built-in server (Maildir on tmpfs), 1 vs 2 workers", KiB, 20
+            "W",
+            "1 KiB, new connection per message, 20 sessions, built-in server"
+            " (Maildir on tmpfs), 1 vs 2 workers",
+            KiB,
+            20,
+            new_connection=True,
         ),
     )
 }
@@ -345,6 +352,12 @@ def run_scenario(
     server_cpu0 = tree_cpu_seconds(server_pid)
     gen_cpu0 = sum(_cpu_or_zero(pid) for pid in pids)
     busy0 = busy_cpu_seconds()
+    # Starting many sessions can take longer than planned (the forks share
+    # the generator's core with the sessions already sending): the window,
+    # for messages and CPU alike, then starts when the CPU was first read.
+    late = max(0.0, time.monotonic() - window_start)
+    window_start += late
+    duration = max(window_end - window_start, 1e-3)
     time.sleep(max(0.0, window_end - time.monotonic()))
     server_cpu1 = tree_cpu_seconds(server_pid)
     gen_cpu1 = sum(_cpu_or_zero(pid) for pid in pids)
@@ -377,6 +390,8 @@ def run_scenario(
     return {
         "scenario": scenario.key,
         "window_seconds": duration,
+        # Seconds the window lost to slow session start-up (see above).
+        "window_started_late_by": late,
         "messages_in_window": messages,
         "messages_completed": completed,
         "messages_per_s": messages / duration,

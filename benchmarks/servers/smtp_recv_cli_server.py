@@ -8,7 +8,7 @@ of 127.0.0.1 (submission off), the load generator's recipient as a mailbox,
 and the built-in Maildir Mailer (fsync on) storing under that directory, on
 the disk of ``/tmp`` unless ``--store-in`` names another place (``/dev/shm``
 takes the disk out of a measurement of CPU scaling).  Then runs ``smtp-recv serve`` as a child
-process (``--workers N`` if asked), prints ``{"plain": [host, port],
+process (``--workers N --pin-workers`` if asked), prints ``{"plain": [host, port],
 "tls": [host, port]}`` once it listens (``tls`` repeats the MX address:
 there is no submission listener), passes SIGTERM/SIGINT on and removes the
 directory when the server has stopped.
@@ -104,7 +104,8 @@ def main() -> int:
     command = [sys.executable, "-m", "smtp_recv", "serve", "--config", str(config)]
     command += ["--log-level", "warning"]
     if args.workers > 1:
-        command += ["--workers", str(args.workers)]
+        # One worker per CPU, each kept on its own (see smtp_recv/_workers.py).
+        command += ["--workers", str(args.workers), "--pin-workers"]
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
 
     def forward(number: int, frame: object) -> None:
