@@ -519,12 +519,24 @@ class Session:
         self._hook_name, self._hook_timeout_reply = name, on_timeout
         wait.deadline = trio.current_time() + limit
         try:
-            return await _resume(steps, trap)
-        finally:
+            result = await _resume(steps, trap)
+        except BaseException:
             if not wait.cancel_called:
                 # (Past the deadline, _converse reads _waiting to see why.)
-                wait.deadline = math.inf
-                self._waiting = _Waiting.NOTHING
+                self._end_hook_wait(wait)
+            raise
+        if wait.cancel_called:
+            # The deadline passed after the hook's last wait, so the scope
+            # is cancelled and the next checkpoint would end the wait there,
+            # after the decision was made.  Time out here instead, with the
+            # decision still pending.
+            await trio.lowlevel.checkpoint()
+        self._end_hook_wait(wait)
+        return result
+
+    def _end_hook_wait(self, wait: trio.CancelScope) -> None:
+        wait.deadline = math.inf
+        self._waiting = _Waiting.NOTHING
 
     # -- events ------------------------------------------------------------------
     async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:

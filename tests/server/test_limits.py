@@ -510,6 +510,32 @@ async def test_hooks_with_their_own_scopes_are_bounded_and_the_session_goes_on(
         assert (await client.reply()).code == 250
 
 
+async def test_a_hook_that_returns_after_its_deadline_without_waiting_again_times_out(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # The hook's last wait ends before the deadline, then it works past the
+    # deadline without another checkpoint (the clock jumps under it).  Its
+    # answer comes too late: the RCPT gets the timeout's 451 and the session
+    # goes on, rather than failing later at some unrelated checkpoint.
+    class LateHook:
+        async def lookup(self, recipient: str) -> Sequence[str]:
+            await trio.sleep(4)
+            autojump_clock.jump(2)
+            return (recipient,)
+
+    config = base_config(hook_timeout=5)
+    async with (
+        running(cert_set, config=config, forward=LateHook()) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        late = await client.command("RCPT TO:<bob@example.com>")
+        assert (late.code, late.enhanced) == (451, "4.3.0")
+        assert (await client.command("NOOP")).code == 250
+        assert (await client.command("RSET")).code == 250
+
+
 async def test_mailer_timeout_gives_451_and_the_retry_succeeds(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
