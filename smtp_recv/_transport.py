@@ -38,7 +38,7 @@ class _Want(enum.Enum):
 class Transport:
     """Non-blocking calls on a session's socket, and the waits between them."""
 
-    __slots__ = ("_receive_wants", "_send_wants", "_sock", "_tls")
+    __slots__ = ("_receive_wants", "_send_wants", "_sock")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         original = stream.socket
@@ -48,7 +48,6 @@ class Transport:
         self._sock: socket.socket | None = socket.socket(
             family, kind, proto, fileno=original.detach()
         )
-        self._tls: ssl.SSLSocket | None = None
         # Which readiness the last unfinished call needs (TLS may need to
         # write to read, and read to write).
         self._receive_wants = _Want.READ
@@ -123,7 +122,7 @@ class Transport:
             tls = context.wrap_socket(plain, server_side=True, do_handshake_on_connect=False)
         except OSError as error:
             raise trio.BrokenResourceError(error) from error
-        self._sock = self._tls = tls
+        self._sock = tls
         # wrap_socket copies the old object's timeout, which for ours (None)
         # makes the descriptor blocking: make it non-blocking again.
         tls.setblocking(False)
@@ -143,7 +142,7 @@ class Transport:
         """Close the connection (without a TLS close_notify)."""
         sock = self._sock
         if sock is not None:
-            self._sock = self._tls = None
+            self._sock = None
             if sock.fileno() >= 0:
                 trio.lowlevel.notify_closing(sock)
             sock.close()
