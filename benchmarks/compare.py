@@ -130,18 +130,21 @@ STORING_SERVERS = ("smtp_recv", "aiosmtpd")
 
 def server_command(name: str, certfile: Path, keyfile: Path, letter: str = "A") -> list[str]:
     """The command for ``name`` in scenario ``letter`` (M and W start other configurations)."""
+    builtin = [
+        sys.executable,
+        str(HERE / "servers" / "smtp_recv_cli_server.py"),
+        str(certfile),
+        str(keyfile),
+    ]
     if letter == "W":
         # name is "N worker(s)": the built-in server with N workers.
-        script = HERE / "servers" / "smtp_recv_cli_server.py"
-        command = [sys.executable, str(script), str(certfile), str(keyfile)]
-        command += ["--workers", name.split()[0]]
+        command = [*builtin, "--workers", name.split()[0]]
         if Path(MEMORY_FILESYSTEM).is_dir():
             # Measure CPU scaling, not the disk's fsync rate.
             command += ["--store-in", MEMORY_FILESYSTEM]
         return command
     if letter == "M" and name == "smtp_recv":
-        script = HERE / "servers" / "smtp_recv_cli_server.py"
-        return [sys.executable, str(script), str(certfile), str(keyfile)]
+        return builtin
     if letter == "M" and name == "aiosmtpd":
         script = HERE / "servers" / "aiosmtpd_server.py"
         return [sys.executable, str(script), str(certfile), str(keyfile), "--files"]

@@ -158,15 +158,6 @@ def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, 
         steps.close()
 
 
-async def _send_rest(transport: Transport, rest: memoryview) -> None:
-    """Send all of ``rest``, waiting for room; the caller bounds the time."""
-    while True:
-        rest = rest[transport.send_nowait(rest) :]
-        if not rest:
-            return
-        await transport.wait_sendable()
-
-
 def _reply_from(reject: Reject) -> Reply:
     try:
         return Reply.make(reject.code, reject.enhanced, reject.text)
@@ -405,7 +396,7 @@ class Session:
             wait = self._wait
             self._waiting = _Waiting.SEND
             wait.deadline = trio.current_time() + self._config.command_timeout
-            await _send_rest(transport, memoryview(data)[sent:])
+            await transport.send_all(memoryview(data)[sent:])
             wait.deadline = math.inf
 
     async def _receive(self, conn: ServerConnection) -> None:
@@ -487,7 +478,7 @@ class Session:
             trio.CancelScope(shield=True, deadline=deadline),
             contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError),
         ):
-            await _send_rest(transport, memoryview(data))
+            await transport.send_all(data)
 
     async def _hook(
         self,

@@ -89,6 +89,15 @@ class Transport:
         except OSError as error:
             raise trio.BrokenResourceError(error) from error
 
+    async def send_all(self, data: bytes | memoryview) -> None:
+        """Send all of ``data``, waiting for room as needed; the caller bounds the time."""
+        rest = memoryview(data)
+        while True:
+            rest = rest[self.send_nowait(rest) :]
+            if not rest:
+                return
+            await self.wait_sendable()
+
     async def wait_receivable(self) -> None:
         """Wait until ``receive_nowait`` can make progress."""
         await self._wait(self._receive_wants)
@@ -108,7 +117,8 @@ class Transport:
             return True
 
     async def wait_readable(self) -> None:
-        await trio.lowlevel.wait_readable(self._view())
+        """Wait until the client has sent something (or closed)."""
+        await self._wait(_Want.READ)
 
     # -- TLS -------------------------------------------------------------------
     async def start_tls(self, context: ssl.SSLContext) -> ssl.SSLSocket:

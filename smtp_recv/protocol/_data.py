@@ -97,7 +97,7 @@ class DataReader:
         buffer.consume(consumed)
         self._searched = 0
         # Pieces end at a CRLF, except the long-line flush which ends mid-line.
-        self._at_line_start = piece[-2:] == b"\r\n"
+        self._at_line_start = piece.endswith(b"\r\n")
         if starts_line and piece[:1] == b".":
             piece = piece[1:]
         if b"\r\n." in piece:

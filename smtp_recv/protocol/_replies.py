@@ -58,8 +58,7 @@ class Reply:
         set_field(reply, "code", code)
         set_field(reply, "enhanced", enhanced)
         set_field(reply, "lines", (text,))
-        line = f"{code} {text}\r\n".encode()
-        set_field(reply, "_wire", (line, f"{code} {enhanced} {text}\r\n".encode()))
+        set_field(reply, "_wire", (reply._serialise(False), reply._serialise(True)))
         return reply
 
     @classmethod

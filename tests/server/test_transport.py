@@ -65,14 +65,6 @@ async def receive_some(transport: Transport) -> bytes:
         await transport.wait_receivable()
 
 
-async def send_all(transport: Transport, data: bytes) -> None:
-    view = memoryview(data)
-    while view:
-        view = view[transport.send_nowait(view) :]
-        if view:
-            await transport.wait_sendable()
-
-
 async def read_exactly(stream: trio.abc.ReceiveStream, count: int) -> bytes:
     chunks = bytearray()
     while len(chunks) < count:
@@ -126,7 +118,7 @@ async def test_a_send_larger_than_the_buffers_waits_for_room_and_arrives_whole(
     assert 0 < first < len(data)
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_all, transport, data[first:])
+            nursery.start_soon(transport.send_all, data[first:])
             assert await read_exactly(peer, len(data)) == data
 
 
@@ -164,7 +156,7 @@ async def test_tls_records_both_ways(
     with trio.fail_after(WAIT):
         await client.send_all(b"EHLO client\r\n")
         assert await receive_some(transport) == b"EHLO client\r\n"
-        await send_all(transport, b"250 hello\r\n")
+        await transport.send_all(b"250 hello\r\n")
         assert await read_exactly(client, 11) == b"250 hello\r\n"
 
 
@@ -175,7 +167,7 @@ async def test_tls_send_larger_than_the_buffers_arrives_whole(
     data = bytes(range(251)) * (BIG // 251)
     with trio.fail_after(WAIT):
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(send_all, transport, data)
+            nursery.start_soon(transport.send_all, data)
             assert await read_exactly(client, len(data)) == data
 
 
