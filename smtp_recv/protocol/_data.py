@@ -1,9 +1,11 @@
 """The DATA reader: finds the end of a message and undoes dot-stuffing.
 
-It works on whole buffers with ``bytes.find``, ``count`` and ``replace``,
-never with a Python loop per line, so a 10 MiB message costs a handful of
-passes in C.  The rules (RFC 5321 4.1.1.4 and 4.5.2, and the SMTP smuggling
-advisories of 2023):
+It works on whole buffers, never with a Python loop per line.  Its two
+passes over message bytes, finding the end and unstuffing a piece, are
+``py_find_end`` and ``py_take`` below; ``_speedups.c`` does the same in C
+and is used when the package was built with it (the tests check that both
+give the same answer for every input).  The rules (RFC 5321 4.1.1.4 and
+4.5.2, and the SMTP smuggling advisories of 2023):
 
 * Only CRLF "." CRLF ends the data.  A bare CR or LF is never a line end, so
   ``\\n.\\n``, ``\\r.\\r`` and every mix of them are ordinary message bytes.
@@ -19,6 +21,8 @@ advisories of 2023):
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from ._buffer import ReceiveBuffer
 from .limits import DATA_FLUSH
@@ -74,7 +78,7 @@ class DataReader:
         if starts_line and data[:3] == _END_AT_LINE_START:
             buffer.consume(3)
             return b"", True
-        end = data.find(_END, self._searched)
+        end = _find_end(data, self._searched)
         ended = end >= 0
         if ended:
             # The CRLF before "." ends the last line and belongs to the message.
@@ -93,26 +97,20 @@ class DataReader:
                 # when the client sends one byte at a time.
                 self._searched = max(len(data) - 4, 0)
                 return b"", False
-        piece = bytes(data[:cut])
+        # Pieces end at a CRLF, except the long-line flush which ends mid-line.
+        self._at_line_start = data.endswith(b"\r\n", 0, cut)
+        piece, bare = _take(data, cut, starts_line)
         buffer.consume(consumed)
         self._searched = 0
-        # Pieces end at a CRLF, except the long-line flush which ends mid-line.
-        self._at_line_start = piece.endswith(b"\r\n")
-        if starts_line and piece[:1] == b".":
-            piece = piece[1:]
-        if b"\r\n." in piece:
-            # Undo the dot-stuffing.  split + join is one pass over the
-            # piece; replace() makes two (it counts first).
-            piece = b"\r\n".join(piece.split(b"\r\n."))
-        return self._checked(piece), ended
+        return self._checked(piece, bare), ended
 
-    def _checked(self, piece: bytes) -> bytes:
+    def _checked(self, piece: bytes, bare: bool) -> bytes:
         """Count an unstuffed piece and look for faults; ``b""`` once refused."""
         # Every fault is looked for in every piece, even once the message is
         # refused: which reply it gets must depend on the whole message, not
         # on which fault happened to arrive in an earlier read.
         if self._strict:
-            if not self.bare_line_ending and _has_bare_line_ending(piece):
+            if bare:
                 self.bare_line_ending = True
             if not self.nul and b"\x00" in piece:
                 self.nul = True
@@ -143,3 +141,35 @@ def _has_bare_line_ending(piece: bytes) -> bool:
         # The last, unterminated line is a line to splitlines, not an end.
         ends -= 1
     return ends != lf
+
+
+def py_find_end(data: bytes | bytearray, start: int) -> int:
+    """The index of the first CRLF "." CRLF at or after ``start``, or -1."""
+    return data.find(_END, start)
+
+
+def py_take(data: bytes | bytearray, length: int, starts_line: bool) -> tuple[bytes, bool]:
+    """``data[:length]`` unstuffed, and whether it has a bare CR or LF.
+
+    A "." that begins a line is removed (RFC 5321 4.5.2).  The first byte
+    begins a line when ``starts_line``; after it only CRLF begins one.
+    """
+    piece = bytes(data[:length])
+    if starts_line and piece[:1] == b".":
+        piece = piece[1:]
+    if b"\r\n." in piece:
+        # split + join is one pass over the piece; replace() makes two (it
+        # counts first).
+        piece = b"\r\n".join(piece.split(b"\r\n."))
+    return piece, _has_bare_line_ending(piece)
+
+
+_find_end: Callable[[bytes | bytearray, int], int] = py_find_end
+_take: Callable[[bytes | bytearray, int, bool], tuple[bytes, bool]] = py_take
+try:
+    from . import _speedups
+except ImportError:  # pragma: no cover - tested by reloading without it
+    pass
+else:
+    _find_end = _speedups.find_end
+    _take = _speedups.take

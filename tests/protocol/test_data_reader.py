@@ -12,6 +12,9 @@ from smtp_recv.protocol import limits
 from smtp_recv.protocol._buffer import ReceiveBuffer
 from smtp_recv.protocol._data import DataReader
 
+# Each test runs with the C passes over message bytes and with the Python ones.
+pytestmark = pytest.mark.usefixtures("data_passes")
+
 Split = Callable[[bytes], list[bytes]]
 
 #: The fake ends of data of the 2023 SMTP smuggling advisories, and a NUL one.

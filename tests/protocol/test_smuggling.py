@@ -34,6 +34,9 @@ from smtp_recv.protocol import (
     replies,
 )
 
+# Each test runs with the C passes over message bytes and with the Python ones.
+pytestmark = pytest.mark.usefixtures("data_passes")
+
 Split = Callable[[bytes], list[bytes]]
 
 HDR = b"From: alice@client.example\r\nTo: bob@our.example\r\nSubject: hello\r\n\r\n"

@@ -1,0 +1,6 @@
+"""Types of the C passes in ``_speedups.c``; ``_data.py`` holds their Python twins."""
+
+def find_end(data: bytes | bytearray, start: int, /) -> int: ...
+def take(
+    data: bytes | bytearray | memoryview, length: int, starts_line: bool, /
+) -> tuple[bytes, bool]: ...
