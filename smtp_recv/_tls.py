@@ -42,6 +42,12 @@ class TLSContexts:
             # Renegotiation is a DoS lever and has no use in SMTP.
             context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
             context.load_cert_chain(certificate.certfile, certificate.keyfile)
+            # TLS 1.3 sends session tickets after every handshake, two by
+            # default, for browsers that open connections in parallel.  An
+            # SMTP client opens one at a time, and every connection, resumed
+            # or not, hands it a fresh ticket: one is enough for it to resume
+            # the next, and each one costs the server a ticket to encrypt.
+            context.num_tickets = 1
             context.sni_callback = self._choose
             self._cache[certificate] = context
         return context
