@@ -15,7 +15,7 @@ from typing import Literal
 from . import _replies as replies
 from . import limits
 from ._errors import _Refusal
-from ._events import MailParameters, RcptParameters
+from ._events import NO_MAIL_PARAMETERS, NO_RCPT_PARAMETERS, MailParameters, RcptParameters
 from ._replies import Reply
 
 # RFC 5321 4.1.2, with RFC 6531 3.3 adding UTF-8 to atext, qtext and labels.
@@ -166,6 +166,19 @@ def parse_mail(
 ) -> tuple[str, MailParameters]:
     """Parse the argument of MAIL (``FROM:<path> [parameters]``)."""
     path, words = split_path_and_parameters(argument, "FROM:", replies.MAIL_SYNTAX)
+    parameters = (
+        _mail_parameters(words, smtputf8_offered, chunking_offered) if words else NO_MAIL_PARAMETERS
+    )
+    sender = parse_path(path, replies.BAD_SENDER_ADDRESS)
+    if not parameters.smtputf8 and not sender.isascii():
+        raise _Refusal(replies.UTF8_NOT_DECLARED)
+    return sender, parameters
+
+
+def _mail_parameters(
+    words: list[str], smtputf8_offered: bool, chunking_offered: bool
+) -> MailParameters:
+    """MAIL's parameter words, checked (RFC 1870, 6152, 6531, 3461, 4954)."""
     params = _parameters(words)
     size: int | None = None
     body: Literal["7BIT", "8BITMIME", "BINARYMIME"] | None = None
@@ -208,18 +221,23 @@ def parse_mail(
             auth = _xtext(value, limits.AUTH_PARAM_ALLOWANCE)
         else:
             raise _Refusal(replies.UNKNOWN_PARAMETER)
-    sender = parse_path(path, replies.BAD_SENDER_ADDRESS)
-    if not smtputf8 and not sender.isascii():
-        raise _Refusal(replies.UTF8_NOT_DECLARED)
-    parameters = MailParameters(
-        size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth
-    )
-    return sender, parameters
+    return MailParameters(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth)
 
 
 def parse_rcpt(argument: str, *, smtputf8: bool) -> tuple[str, RcptParameters]:
     """Parse the argument of RCPT (``TO:<path> [parameters]``)."""
     path, words = split_path_and_parameters(argument, "TO:", replies.RCPT_SYNTAX)
+    parameters = _rcpt_parameters(words) if words else NO_RCPT_PARAMETERS
+    recipient = parse_path(path, replies.BAD_RECIPIENT_ADDRESS, postmaster=True)
+    if not recipient:
+        raise _Refusal(replies.NULL_RECIPIENT)
+    if not smtputf8 and not recipient.isascii():
+        raise _Refusal(replies.UTF8_NOT_DECLARED)
+    return recipient, parameters
+
+
+def _rcpt_parameters(words: list[str]) -> RcptParameters:
+    """RCPT's parameter words, checked (RFC 3461: NOTIFY and ORCPT)."""
     params = _parameters(words)
     notify: tuple[str, ...] | None = None
     orcpt: str | None = None
@@ -237,12 +255,7 @@ def parse_rcpt(argument: str, *, smtputf8: bool) -> tuple[str, RcptParameters]:
             orcpt = f"{addr_type};{_xtext(address, limits.DSN_RCPT_ALLOWANCE)}"
         else:
             raise _Refusal(replies.UNKNOWN_PARAMETER)
-    recipient = parse_path(path, replies.BAD_RECIPIENT_ADDRESS, postmaster=True)
-    if not recipient:
-        raise _Refusal(replies.NULL_RECIPIENT)
-    if not smtputf8 and not recipient.isascii():
-        raise _Refusal(replies.UTF8_NOT_DECLARED)
-    return recipient, RcptParameters(notify=notify, orcpt=orcpt)
+    return RcptParameters(notify=notify, orcpt=orcpt)
 
 
 def parse_helo_name(argument: str) -> str:

@@ -25,6 +25,7 @@ from ._data import DataReader
 from ._errors import LocalProtocolError, ProtocolError, _Refusal
 from ._events import (
     NEED_DATA,
+    NO_MAIL_PARAMETERS,
     PAUSED,
     AuthCredentials,
     CommandRejected,
@@ -141,7 +142,7 @@ class ServerConnection:
         self.trailing_data = b""
         # The mail transaction.
         self._sender: str | None = None
-        self._mail_parameters = MailParameters()
+        self._mail_parameters = NO_MAIL_PARAMETERS
         self._recipients: list[str] = []
         self._reader: DataReader | None = None
         self._message_size = 0
@@ -685,7 +686,7 @@ class ServerConnection:
 
     def _clear_transaction(self) -> None:
         self._sender = None
-        self._mail_parameters = MailParameters()
+        self._mail_parameters = NO_MAIL_PARAMETERS
         self._recipients.clear()
         self._reader = None
         self._message_size = 0

@@ -60,6 +60,13 @@ class RcptParameters:
     orcpt: str | None = None
 
 
+# Most MAIL and RCPT commands carry no parameters.  The classes are frozen,
+# so one instance of each serves every such command instead of a new one per
+# command (and per transaction reset).
+NO_MAIL_PARAMETERS = MailParameters()
+NO_RCPT_PARAMETERS = RcptParameters()
+
+
 class Event:
     """Base class of every event."""
 

@@ -58,7 +58,12 @@ class Reply:
         set_field(reply, "code", code)
         set_field(reply, "enhanced", enhanced)
         set_field(reply, "lines", (text,))
-        set_field(reply, "_wire", (reply._serialise(False), reply._serialise(True)))
+        # What _serialise makes of one line, without its generator and join.
+        set_field(
+            reply,
+            "_wire",
+            (f"{code} {text}\r\n".encode(), f"{code} {enhanced} {text}\r\n".encode()),
+        )
         return reply
 
     @classmethod

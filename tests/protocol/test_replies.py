@@ -84,3 +84,16 @@ def test_auth_challenges() -> None:
 def test_chunk_and_message_replies() -> None:
     assert replies.chunk_received(42).to_bytes() == b"250 2.0.0 42 octets received\r\n"
     assert replies.message_accepted("Q1").to_bytes(False) == b"250 OK: queued as Q1\r\n"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [replies.chunk_received(0), replies.message_accepted("17b9c0a1f2e3")],
+    ids=["chunk", "message"],
+)
+def test_per_message_replies_are_what_the_checked_constructor_makes(reply: Reply) -> None:
+    """The replies made once per message skip the checks, not the wire format."""
+    checked = Reply(reply.code, reply.enhanced, reply.lines)
+    assert reply == checked
+    assert reply.to_bytes(True) == checked.to_bytes(True)
+    assert reply.to_bytes(False) == checked.to_bytes(False)
