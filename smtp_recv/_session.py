@@ -27,7 +27,7 @@ from ._hooks import Auth, Forward, Mailer, Reject, SenderPolicy
 from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
 from ._spool import Spool
 from ._tls import TLSContexts, server_name
-from ._trace import escape, new_id, received_header, with_protocol
+from ._trace import ReceivedHeaders, escape, new_id, with_protocol
 from ._transport import Transport
 from .protocol import (
     NEED_DATA,
@@ -213,6 +213,7 @@ class Session:
         self._recipients: list[Recipient] = []
         self._spool: Spool | None = None
         self._message_id = ""
+        self._received_headers = ReceivedHeaders(self._config.hostname, peer[0])
         # Since when, and how many bytes, the client has been sending a body
         # (DATA, BDAT chunks, or a refused chunk being drained): the minimum
         # rate applies to the whole transaction, not to each receive.
@@ -669,11 +670,9 @@ class Session:
         if not self._client_name_looked_up:
             self._client_name = await self._reverse_lookup()
         recipients = conn.recipients
-        header = received_header(
+        header = self._received_headers.header(
             helo=conn.helo_name or "",
             client_name=self._client_name,
-            client_ip=self.peer[0],
-            hostname=self._config.hostname,
             protocol=with_protocol(
                 extended=conn.extended,
                 tls=self.tls is not None,
@@ -683,7 +682,6 @@ class Session:
             tls=(self.tls.version, self.tls.cipher) if self.tls else None,
             message_id=self._message_id,
             recipient=recipients[0] if len(recipients) == 1 else None,
-            when=datetime.now(UTC),
         )
         self._spool = Spool(header, self._config.spool_threshold)
 

@@ -7,7 +7,7 @@ import os
 import re
 import secrets
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from email.utils import format_datetime
 
 _counter = itertools.count(1)
@@ -47,15 +47,16 @@ def escape(text: str, limit: int = 255) -> str:
 
 # The date line of the trace header changes once a second; messages within
 # one second share its text instead of formatting it again.
-_date_cache: tuple[float, str] = (-1.0, "")
+_date_cache: tuple[int, str] = (-1, "")
 
 
-def _date(when: datetime) -> str:
+def _date(now: float) -> str:
+    """RFC 5322 date-time of ``now`` (seconds since the epoch), in UTC."""
     global _date_cache
-    second = when.timestamp() // 1
+    second = int(now)
     cached_second, text = _date_cache
     if second != cached_second:
-        text = format_datetime(when.replace(microsecond=0))
+        text = format_datetime(datetime.fromtimestamp(second, UTC))
         _date_cache = (second, text)
     return text
 
@@ -70,30 +71,53 @@ def with_protocol(*, extended: bool, tls: bool, authenticated: bool, smtputf8: b
     return "ESMTP" + suffix
 
 
-def received_header(
-    *,
-    helo: str,
-    client_name: str | None,
-    client_ip: str,
-    hostname: str,
-    protocol: str,
-    tls: tuple[str, str] | None,
-    message_id: str,
-    recipient: str | None,
-    when: datetime,
-) -> bytes:
-    """Build the header, folded onto several lines as MTAs customarily do."""
-    ip_literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
-    client = f"{escape(client_name)} " if client_name else ""
-    lines = [
-        f"Received: from {escape(helo)} ({client}[{ip_literal}])",
-        f"\tby {hostname} (smtp_recv) with {protocol}",
-    ]
-    if tls is not None:
-        lines.append(f"\t(version={escape(tls[0])} cipher={escape(tls[1])})")
-    lines.append(f"\tid {message_id}")
-    if recipient is not None:
-        lines.append(f"\tfor <{escape(recipient, 256)}>")
-    lines[-1] += ";"
-    lines.append(f"\t{_date(when)}")
-    return ("\r\n".join(lines) + "\r\n").encode("ascii")
+class ReceivedHeaders:
+    """The ``Received:`` headers of one session's messages, folded as MTAs do.
+
+    All but the last lines (the client's names and address, our name, the
+    protocol, TLS) stay the same from one message of a session to the next:
+    they are escaped and formatted once, and again only when they change
+    (a new HELO, AUTH, or one message with SMTPUTF8).
+    """
+
+    __slots__ = ("_client_ip", "_head", "_hostname", "_key")
+
+    def __init__(self, hostname: str, client_ip: str) -> None:
+        self._hostname = hostname
+        self._client_ip = client_ip
+        self._key: tuple[str, str | None, str, tuple[str, str] | None] | None = None
+        self._head = ""
+
+    def header(
+        self,
+        *,
+        helo: str,
+        client_name: str | None,
+        protocol: str,
+        tls: tuple[str, str] | None,
+        message_id: str,
+        recipient: str | None,
+    ) -> bytes:
+        """The header of one message, dated now."""
+        key = (helo, client_name, protocol, tls)
+        if key != self._key:
+            self._head = self._make_head(helo, client_name, protocol, tls)
+            self._key = key
+        last = f"\tid {message_id}"
+        if recipient is not None:
+            last += f"\r\n\tfor <{escape(recipient, 256)}>"
+        return f"{self._head}{last};\r\n\t{_date(time.time())}\r\n".encode("ascii")
+
+    def _make_head(
+        self, helo: str, client_name: str | None, protocol: str, tls: tuple[str, str] | None
+    ) -> str:
+        client_ip = self._client_ip
+        ip_literal = f"IPv6:{client_ip}" if ":" in client_ip else client_ip
+        client = f"{escape(client_name)} " if client_name else ""
+        head = (
+            f"Received: from {escape(helo)} ({client}[{ip_literal}])\r\n"
+            f"\tby {self._hostname} (smtp_recv) with {protocol}\r\n"
+        )
+        if tls is not None:
+            head += f"\t(version={escape(tls[0])} cipher={escape(tls[1])})\r\n"
+        return head

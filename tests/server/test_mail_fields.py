@@ -139,6 +139,33 @@ async def test_received_header_after_starttls_says_esmtps_with_version_and_ciphe
     assert f"(version={tls.version} cipher={tls.cipher})" in header
 
 
+async def test_received_header_follows_each_message_of_a_session(cert_set: CertSet) -> None:
+    """The header's fixed part is made once per session, but never goes stale."""
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo("client.example.org")
+        await client.send("MAIL FROM:<jörg@example.org> SMTPUTF8\r\n".encode())
+        assert (await client.reply()).code == 250
+        assert (await client.command("RCPT TO:<bob@example.com>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        await client.send(BODY + b".\r\n")
+        assert (await client.reply()).code == 250
+        assert (await client.send_message("a@example.org", ["bob@example.com"])).code == 250
+        await client.starttls(cert_set.client_context(), "mx.example.com")
+        await client.command("EHLO client.example.org")
+        assert (await client.send_message("a@example.org", ["bob@example.com"])).code == 250
+    utf8, plain, tls = (header_of(delivered.data) for delivered in mailer.delivered)
+    assert " with UTF8SMTP id " in utf8
+    assert " with ESMTP id " in plain
+    assert " with ESMTPS (version=TLSv1." in tls
+    assert "version=" not in utf8 + plain
+    ids = [delivered.mail.message_id for delivered in mailer.delivered]
+    assert [f" id {i} " in h for i, h in zip(ids, (utf8, plain, tls), strict=True)] == [True] * 3
+
+
 async def test_received_header_on_submission_says_esmtpsa(cert_set: CertSet) -> None:
     mailer = RecordingMailer()
     async with (
