@@ -406,7 +406,7 @@ class ServerConnection:
     def _helo(self, argument: str, new: State) -> None:
         self._hello(argument, new, extended=False)
 
-    def _keywords(self) -> list[str]:
+    def _keywords(self) -> tuple[str, ...]:
         """The EHLO extension list, from the configuration and the session."""
         config = self.config
         keywords = ["PIPELINING", f"SIZE {config.max_message_size}", "8BITMIME"]
@@ -421,7 +421,7 @@ class ServerConnection:
         if config.offer_auth and config.tls_active:
             # RFC 4954 section 4 and RFC 8314: never offer AUTH in plaintext.
             keywords.append("AUTH " + " ".join(MECHANISMS))
-        return keywords
+        return tuple(keywords)
 
     def _mail(self, argument: str, new: State) -> None:
         sender, parameters = parse_mail(

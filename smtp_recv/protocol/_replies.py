@@ -7,6 +7,7 @@ of the small functions below, so the wording and the enhanced status codes
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 
@@ -108,12 +109,18 @@ def _r(code: int, enhanced: str | None, text: str) -> Reply:
 
 
 # -- positive -----------------------------------------------------------
+# The greeting and the EHLO reply are made per connection from the same few
+# inputs (a client's name varies, but one client sends the same name each
+# time), and a checked multi-line Reply costs more than the rest of a short
+# session's replies together: so both are remembered, within a bound.
+@functools.lru_cache(maxsize=16)
 def greeting(hostname: str) -> Reply:
     """RFC 5321 4.3.1: the opening 220; ESMTP announces that EHLO is understood."""
     return _r(220, None, f"{hostname} ESMTP ready")
 
 
-def ehlo(hostname: str, client: str, keywords: list[str]) -> Reply:
+@functools.lru_cache(maxsize=128)
+def ehlo(hostname: str, client: str, keywords: tuple[str, ...]) -> Reply:
     """RFC 5321 4.1.1.1: our name on the first line, one extension per line after."""
     return Reply(250, None, (f"{hostname} Hello {client}", *keywords))
 

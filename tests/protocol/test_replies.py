@@ -28,7 +28,7 @@ def test_every_reply_in_the_table_is_well_formed() -> None:
 def test_rfc2034_the_greeting_and_hello_replies_have_no_enhanced_code() -> None:
     assert replies.greeting("mx.example").enhanced is None
     assert replies.helo("mx.example", "c").enhanced is None
-    assert replies.ehlo("mx.example", "c", ["PIPELINING"]).enhanced is None
+    assert replies.ehlo("mx.example", "c", ("PIPELINING",)).enhanced is None
     assert replies.START_DATA.enhanced is None
 
 
