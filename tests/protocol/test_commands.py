@@ -84,6 +84,21 @@ def test_rfc5321_4_1_1_1_ehlo_lists_the_extensions() -> None:
     assert dialogue.conn.extended
 
 
+def test_rfc5321_4_1_1_1_each_ehlo_names_its_own_client() -> None:
+    """The EHLO reply is remembered between sessions, but per client name."""
+    first, second = Dialogue(), Dialogue()
+    assert first.say("EHLO one.example").startswith(
+        f"250-{HOSTNAME} Hello one.example\r\n".encode()
+    )
+    assert second.say("EHLO two.example").startswith(
+        f"250-{HOSTNAME} Hello two.example\r\n".encode()
+    )
+    assert first.say("EHLO two.example") == second.say("EHLO two.example")
+    assert first.say("EHLO one.example").startswith(
+        f"250-{HOSTNAME} Hello one.example\r\n".encode()
+    )
+
+
 def ehlo_keywords(session: SessionConfig) -> list[str]:
     [answer] = parse_replies(Dialogue(session).say("EHLO client.example"))
     assert answer.code == 250
