@@ -184,7 +184,7 @@ class Session:
     """Serves one accepted connection from greeting to close."""
 
     def __init__(
-        self, context: ServerContext, stream: trio.SocketStream, role: Role, peer: tuple[str, int]
+        self, context: ServerContext, sock: socket.socket, role: Role, peer: tuple[str, int]
     ) -> None:
         self._context = context
         self._config = context.config
@@ -220,7 +220,7 @@ class Session:
         self._body_since: float | None = None
         self._body_bytes = 0
         # Last: from here on the transport owns the connection's descriptor.
-        self._transport = Transport(stream)
+        self._transport = Transport(sock)
 
     # -- the whole connection ----------------------------------------------------
     async def run(self, connections_from_peer: int) -> None:

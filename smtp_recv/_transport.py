@@ -15,14 +15,14 @@ reads and writes the descriptor itself, in C.  ``SSLWantReadError`` and
 retried before any wait, so bytes OpenSSL has already decrypted are never
 left waiting for a readiness event that will not come.
 
-The transport takes the accepted socket's descriptor over from the
-``trio.SocketStream`` (``detach``), so exactly one object owns it at any
-time: the transport's socket, then the ``SSLSocket`` that ``wrap_socket``
-makes of it.  ``close()`` closes it.
+The transport owns the accepted socket's descriptor: first as the plain
+socket ``accept`` gave, then as the ``SSLSocket`` that ``wrap_socket`` makes
+of it, so exactly one object holds it at any time.  ``close()`` closes it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import socket
 import ssl
@@ -40,14 +40,16 @@ class Transport:
 
     __slots__ = ("_receive_wants", "_send_wants", "_sock")
 
-    def __init__(self, stream: trio.SocketStream) -> None:
-        original = stream.socket
-        family, kind, proto = original.family, original.type, original.proto
-        # trio made the descriptor non-blocking; with the default timeout
-        # (None) the new object leaves that flag as it is.
-        self._sock: socket.socket | None = socket.socket(
-            family, kind, proto, fileno=original.detach()
-        )
+    def __init__(self, sock: socket.socket) -> None:
+        """Take over a connected socket (and close it when done)."""
+        sock.setblocking(False)
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            # Replies are small and each answers the client's last words:
+            # Nagle's algorithm would hold one back until the client's
+            # delayed ACK of the one before.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock: socket.socket | None = sock
         # Which readiness the last unfinished call needs (TLS may need to
         # write to read, and read to write).
         self._receive_wants = _Want.READ
@@ -133,9 +135,8 @@ class Transport:
         except OSError as error:
             raise trio.BrokenResourceError(error) from error
         self._sock = tls
-        # wrap_socket copies the old object's timeout, which for ours (None)
-        # makes the descriptor blocking: make it non-blocking again.
-        tls.setblocking(False)
+        # wrap_socket gives the new object the old one's timeout: 0.0, so
+        # the descriptor stays non-blocking.
         while True:
             try:
                 tls.do_handshake()

@@ -38,7 +38,7 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
     return context
 
 
-def small_buffers(sock: trio.socket.SocketType) -> None:
+def small_buffers(sock: socket.socket | trio.socket.SocketType) -> None:
     # Small kernel buffers, so that a few hundred KiB fill them.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -46,10 +46,12 @@ def small_buffers(sock: trio.socket.SocketType) -> None:
 
 @pytest.fixture
 async def plain_pair() -> AsyncIterator[tuple[Transport, trio.SocketStream]]:
-    ours, theirs = trio.socket.socketpair()
+    ours, theirs = socket.socketpair()
     small_buffers(ours)
     small_buffers(theirs)
-    transport, peer = Transport(trio.SocketStream(ours)), trio.SocketStream(theirs)
+    # ``ours`` is blocking, as ``accept`` gives a connection.
+    transport = Transport(ours)
+    peer = trio.SocketStream(trio.socket.from_stdlib_socket(theirs))
     try:
         yield transport, peer
     finally:
@@ -85,7 +87,24 @@ async def tls_pair(
             nursery.start_soon(client.do_handshake)
             tls = await transport.start_tls(server_context(ca))
     assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    # A blocking call would stop every session of the server.
+    assert not tls.getblocking()
     return transport, client
+
+
+async def test_an_accepted_tcp_connection_is_taken_non_blocking_and_without_nagle() -> None:
+    listening = socket.create_server(("127.0.0.1", 0))
+    with listening, socket.create_connection(listening.getsockname(), timeout=WAIT) as client:
+        accepted, _ = listening.accept()
+        assert accepted.getblocking()
+        transport = Transport(accepted)
+        try:
+            assert not accepted.getblocking()
+            assert accepted.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        finally:
+            transport.close()
+        # Closed by the transport: the client sees the end.
+        assert client.recv(1) == b""
 
 
 async def test_nothing_waiting_is_none_not_a_block(
