@@ -168,12 +168,15 @@ class _Delivery:
 
 
 def _write_all(deliveries: Sequence[_Delivery], content: MessageContent, hostname: str) -> None:
-    """Deliver one message to several Maildirs, all or (almost) nothing.
+    """Deliver one message to several Maildirs, all or nothing.
 
     Every copy is written and synced in ``tmp/`` before the first rename, so a
     write error (a full disk, a read-only directory) leaves no delivered copy
-    behind and the client's retry does not duplicate the message.  Only a
-    failure between two renames can deliver some copies twice on retry.
+    behind and the client's retry does not duplicate the message.  Should a
+    rename (or the ``fsync`` after it) fail, the copies already renamed into
+    ``new/`` are taken back before the error goes on to the client as a
+    ``4xx``.  Only a copy that a reader has already moved out of ``new/`` in
+    that moment stays, and the retry delivers it a second time.
     """
     written: list[tuple[Path, Path]] = []
     try:
@@ -190,13 +193,26 @@ def _write_all(deliveries: Sequence[_Delivery], content: MessageContent, hostnam
                 file.flush()
                 os.fsync(file.fileno())
     except BaseException:
-        for temporary, _ in written:
-            with contextlib.suppress(OSError):
-                temporary.unlink()
+        _remove(temporary for temporary, _ in written)
         raise
-    for temporary, final in written:
-        os.rename(temporary, final)
-        _fsync_directory(final.parent)
+    renamed = 0
+    try:
+        for temporary, final in written:
+            os.rename(temporary, final)
+            renamed += 1
+            _fsync_directory(final.parent)
+    except BaseException:
+        _remove(final for _, final in written[:renamed])
+        _remove(temporary for temporary, _ in written[renamed:])
+        raise
+
+
+def _remove(paths: Iterable[Path]) -> None:
+    """Best effort: unlink each file and sync its directory."""
+    for path in paths:
+        with contextlib.suppress(OSError):
+            path.unlink()
+            _fsync_directory(path.parent)
 
 
 def _header_line(name: str, value: str) -> bytes:

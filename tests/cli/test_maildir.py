@@ -192,6 +192,31 @@ async def test_disk_error_raises_and_delivers_no_copy(tmp_path: Path) -> None:
     assert list((alice / "tmp").iterdir()) == []
 
 
+async def test_a_failed_rename_takes_back_the_copies_already_delivered(tmp_path: Path) -> None:
+    # zed's new/ is a file: every copy is written, alice's and bob's are
+    # renamed into new/, then the rename into zed's fails.  Their copies
+    # must go again, or the client's retry would give them the message twice.
+    zed = tmp_path / "example.com" / "zed"
+    for sub in ("tmp", "cur"):
+        (zed / sub).mkdir(parents=True)
+    (zed / "new").write_bytes(b"")
+    targets = ["alice@example.com", "bob@example.com", "zed@example.com"]
+    mail = make_mail([("sales@example.com", targets)])
+    mailer = MaildirMailer(tmp_path)
+    with pytest.raises(NotADirectoryError):
+        await mailer.forward(mail)
+    for name in ("alice", "bob"):
+        assert list((tmp_path / "example.com" / name / "new").iterdir()) == []
+    for name in ("alice", "bob", "zed"):
+        assert list((tmp_path / "example.com" / name / "tmp").iterdir()) == []
+    # Repaired, the retry delivers exactly one copy to each.
+    (zed / "new").unlink()
+    (zed / "new").mkdir()
+    await mailer.forward(mail)
+    for name in ("alice", "bob", "zed"):
+        assert len(delivered(tmp_path / "example.com" / name)) == 1
+
+
 async def test_root_that_is_a_file_raises(tmp_path: Path) -> None:
     root = tmp_path / "maildir"
     root.write_bytes(b"not a directory")
