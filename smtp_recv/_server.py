@@ -37,22 +37,28 @@ log = logging.getLogger("smtp_recv.server")
 _ACCEPT_CAPACITY_ERRORS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 _ACCEPT_BACKOFF = 0.1
 # accept() errors that concern one connection only (a firewall's denial, a
-# client gone before we took its connection): go on to the next.  The same
-# set as trio.SocketListener's.
+# client that reset or timed out before we took its connection): go on to
+# the next.  The names trio.SocketListener skips, where the system has them.
 _ACCEPT_IGNORED_ERRORS = frozenset(
-    {
-        errno.EPERM,
-        errno.ECONNABORTED,
-        errno.EPROTO,
-        errno.ENETDOWN,
-        errno.ENOPROTOOPT,
-        errno.EHOSTDOWN,
-        errno.EHOSTUNREACH,
-        errno.EOPNOTSUPP,
-        errno.ENETUNREACH,
-        # Linux only.
-        getattr(errno, "ENONET", errno.ENETDOWN),
-    }
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "ECONNRESET",
+        "ETIMEDOUT",
+        "EPROTO",
+        "ENETDOWN",
+        "ENETUNREACH",
+        "ENONET",
+        "EHOSTDOWN",
+        "EHOSTUNREACH",
+        "ENOPROTOOPT",
+        "EOPNOTSUPP",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+    )
+    if hasattr(errno, name)
 )
 # Connections accepted in a row before the accept loop lets other tasks run,
 # so that a flood of connections cannot starve the sessions.
@@ -236,7 +242,13 @@ async def _accept(
                 continue
             address = (str(peer[0]), int(peer[1]))
             count = context.connections.opened(address[0])
-            nursery.start_soon(_run_session, context, sock, role, address, count)
+            try:
+                nursery.start_soon(_run_session, context, sock, role, address, count)
+            except BaseException:
+                # Only if the session nursery is already closed.
+                context.connections.closed(address[0])
+                sock.close()
+                raise
     finally:
         if listening.fileno() >= 0:
             trio.lowlevel.notify_closing(listening)

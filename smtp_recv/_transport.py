@@ -49,6 +49,9 @@ class Transport:
             # delayed ACK of the one before.
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Unlike trio.SocketStream, no TCP_NOTSENT_LOWAT: it keeps a
+            # bulk sender's queue short, and a server that sends replies of
+            # a few hundred bytes never builds a queue.
         self._sock: socket.socket | None = sock
         # Which readiness the last unfinished call needs (TLS may need to
         # write to read, and read to write).
