@@ -163,7 +163,8 @@ def assign_sockets(
     configured port it is bound to.
 
     Raises:
-        ConfigError: a socket belongs to neither listener.
+        ConfigError: a socket belongs to neither listener, or is not a
+            listening TCP socket.
     """
     if not passed:
         return config
@@ -191,13 +192,18 @@ def assign_sockets(
                 " submission: name it with FileDescriptorName= or use the configured ports",
             )
         by_role[role].append(passed_socket)
-    return replace(
-        config,
-        mx=replace(config.mx, sockets=by_role["mx"], enabled=True) if by_role["mx"] else config.mx,
-        submission=replace(config.submission, sockets=by_role["submission"], enabled=True)
-        if by_role["submission"]
-        else config.submission,
-    )
+    try:
+        return replace(
+            config,
+            mx=replace(config.mx, sockets=by_role["mx"], enabled=True)
+            if by_role["mx"]
+            else config.mx,
+            submission=replace(config.submission, sockets=by_role["submission"], enabled=True)
+            if by_role["submission"]
+            else config.submission,
+        )
+    except ValueError as error:  # a socket the server cannot accept from
+        raise ConfigError(Path("LISTEN_FDS"), None, str(error)) from None
 
 
 # -- what to serve --------------------------------------------------------------------

@@ -29,6 +29,22 @@ class ListenerConfig:
     enabled: bool = True
     sockets: Sequence[socket.socket] = ()
 
+    def __post_init__(self) -> None:
+        for sock in self.sockets:
+            # The server accepts from these itself: anything else would fail
+            # on every accept (or spin on it) after serve had started.
+            name = f"socket {sock.fileno()} on {sock.getsockname()!r}"
+            if sock.family not in (socket.AF_INET, socket.AF_INET6):
+                raise ValueError(f"{name} is not an IPv4 or IPv6 socket")
+            if sock.type != socket.SOCK_STREAM:
+                raise ValueError(f"{name} is not a stream (TCP) socket")
+            try:
+                listening = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            except OSError:  # not every system can tell (macOS)
+                listening = 1
+            if not listening:
+                raise ValueError(f"{name} is not listening")
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:

@@ -162,6 +162,13 @@ def test_a_socket_for_neither_listener_is_refused(listening_sockets: list[socket
         assign_sockets(ServerConfig(hostname="h"), [("", listening_sockets[0])])
 
 
+def test_a_passed_socket_that_is_not_listening_is_refused() -> None:
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # a unit that forgot ListenStream=
+        with pytest.raises(ConfigError, match="not listening"):
+            assign_sockets(ServerConfig(hostname="h"), [("mx", bound)])
+
+
 def test_json_log_lines() -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)

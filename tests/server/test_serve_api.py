@@ -92,6 +92,23 @@ async def test_serve_uses_already_bound_sockets(cert_set: CertSet) -> None:
     assert sock.fileno() == -1  # serve owned it and closed it
 
 
+def test_a_socket_that_cannot_accept_tcp_connections_is_refused_at_once() -> None:
+    # Given to serve, each would fail (or spin) on every accept once it runs.
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    bound = socket.socket()
+    bound.bind(("127.0.0.1", 0))  # bound, but listen() was never called
+    unix = socket.socket(socket.AF_UNIX)
+    unix.bind("")  # Linux's abstract namespace: no file left behind
+    unix.listen()
+    with udp, bound, unix:
+        with pytest.raises(ValueError, match="not a stream"):
+            smtp_recv.ListenerConfig(port=25, sockets=[udp])
+        with pytest.raises(ValueError, match="not listening"):
+            smtp_recv.ListenerConfig(port=25, sockets=[bound])
+        with pytest.raises(ValueError, match="not an IPv4 or IPv6"):
+            smtp_recv.ListenerConfig(port=25, sockets=[unix])
+
+
 async def test_cancelling_serve_stops_it_and_closes_listeners(cert_set: CertSet) -> None:
     config = base_config(mx=local(), submission=local())
     with trio.CancelScope() as scope:
