@@ -168,15 +168,17 @@ class _Delivery:
 
 
 def _write_all(deliveries: Sequence[_Delivery], content: MessageContent, hostname: str) -> None:
-    """Deliver one message to several Maildirs, all or nothing.
+    """Deliver one message to several Maildirs, all or nothing as far as we can.
 
     Every copy is written and synced in ``tmp/`` before the first rename, so a
     write error (a full disk, a read-only directory) leaves no delivered copy
     behind and the client's retry does not duplicate the message.  Should a
     rename (or the ``fsync`` after it) fail, the copies already renamed into
     ``new/`` are taken back before the error goes on to the client as a
-    ``4xx``.  Only a copy that a reader has already moved out of ``new/`` in
-    that moment stays, and the retry delivers it a second time.
+    ``4xx``; a reader may have seen one in that moment.  The retry then
+    delivers a second copy only where a reader had already moved the first
+    out of ``new/``, or where the process died (or the power failed) between
+    the renames and the take-back.  Nothing is lost either way.
     """
     written: list[tuple[Path, Path]] = []
     try:
