@@ -9,6 +9,7 @@ with the default timeouts, so minutes of virtual time pass in milliseconds.
 from __future__ import annotations
 
 import dataclasses
+import socket
 
 import pytest
 import trio
@@ -547,6 +548,30 @@ async def test_too_many_connections_in_all() -> None:
             await extra.aclose()
             for client in clients:
                 await client.aclose()
+
+
+async def test_a_flood_past_the_connection_limit_is_closed_without_a_word() -> None:
+    # Past max_connections a connection still costs a task and a 421 (on
+    # 465 a TLS handshake first); past 100 more it costs nothing.  These
+    # wait in their TLS handshake, so they all count at once, and they are
+    # all queued before the server accepts the first (blocking connects,
+    # no checkpoint in between).
+    async with running(max_connections=1, max_connections_per_ip=1000) as harness:
+        queued = [socket.create_connection(harness.server.submission) for _ in range(102)]
+        held = [Client(stream, stream) for stream in map(_stream, queued[:101])]
+        last = _stream(queued[101])
+        extra = Client(last, last)
+        try:
+            assert await extra.closed() == b""
+            for client in (held[0], held[100]):
+                await client.quiet(0.2)
+        finally:
+            for client in [*held, extra]:
+                await client.aclose()
+
+
+def _stream(sock: socket.socket) -> trio.SocketStream:
+    return trio.SocketStream(trio.socket.from_stdlib_socket(sock))
 
 
 DROPS = {

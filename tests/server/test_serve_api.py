@@ -5,6 +5,8 @@ from __future__ import annotations
 import errno
 import functools
 import gc
+import os
+import resource
 import socket
 import struct
 import tempfile
@@ -90,6 +92,32 @@ async def test_serve_uses_already_bound_sockets(cert_set: CertSet) -> None:
         nursery.cancel_scope.cancel()
     assert len(mailer.messages) == 1
     assert sock.fileno() == -1  # serve owned it and closed it
+
+
+async def test_out_of_descriptors_the_server_waits_and_accepts_again(
+    cert_set: CertSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    # EMFILE on accept must not end serve: the connection waits in the
+    # kernel's queue until a descriptor is free, then gets its greeting.
+    config = base_config(mx=local(), submission=local(enabled=False))
+    async with trio.open_nursery() as nursery:
+        listening = await nursery.start(serve_partial(cert_set, config))
+        client = socket.socket()  # its descriptor, before there are none
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        lowest_free = os.dup(client.fileno())
+        os.close(lowest_free)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (lowest_free, hard))
+            client.connect(listening.mx[0])  # completes in the kernel's queue
+            await trio.sleep(0.3)  # two or three tries of the accept loop
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        assert "accept failed (EMFILE); retrying" in caplog.text
+        stream = trio.SocketStream(trio.socket.from_stdlib_socket(client))
+        with trio.fail_after(10):
+            assert (await stream.receive_some(100)).startswith(b"220 ")
+        await stream.aclose()
+        nursery.cancel_scope.cancel()
 
 
 def test_a_socket_that_cannot_accept_tcp_connections_is_refused_at_once() -> None:
