@@ -200,6 +200,8 @@ class Session:
         # the submission port before the handshake, and during a STARTTLS
         # handshake.  A last reply then would be plaintext inside TLS.
         self._replies_possible = role is Role.MX
+        # When the client began the command line that is buffered in part;
+        # each reply (a whole line taken) clears it.
         self._line_started: float | None = None
         self._wait = trio.CancelScope()
         self._waiting = _Waiting.NOTHING
@@ -216,7 +218,7 @@ class Session:
         self._received_headers = ReceivedHeaders(self._config.hostname, peer[0])
         # Since when, and how many bytes, the client has been sending a body
         # (DATA, BDAT chunks, or a refused chunk being drained): the minimum
-        # rate applies to the whole transaction, not to each receive.
+        # rate applies to the whole body, not to each receive.
         self._body_since: float | None = None
         self._body_bytes = 0
         # Last: from here on the transport owns the connection's descriptor.
@@ -381,7 +383,13 @@ class Session:
                 await self._flush(conn)
                 return False
             else:
-                await handlers[type(event)](self, conn, event)
+                kind = type(event)
+                if kind is not MessageData:
+                    # Only a body's own pieces keep its minimum-rate clock
+                    # going (over all the BDAT chunks of a transaction); any
+                    # other event ends that body, or begins the next.
+                    self._body_since = None
+                await handlers[kind](self, conn, event)
                 if self._closing:
                     await self._flush(conn)
                     return False
@@ -390,6 +398,9 @@ class Session:
         data = conn.data_to_send()
         if not data:
             return
+        # A reply means the core took a whole line (or chunk): bytes still
+        # buffered begin a new line, with a deadline of its own.
+        self._line_started = None
         transport = self._transport
         sent = transport.send_nowait(data)
         if sent < len(data):
@@ -398,7 +409,7 @@ class Session:
             self._waiting = _Waiting.SEND
             wait.deadline = trio.current_time() + self._config.command_timeout
             await transport.send_all(memoryview(data)[sent:])
-            wait.deadline = math.inf
+            await self._lift_deadline(wait)
 
     async def _receive(self, conn: ServerConnection) -> None:
         """Wait for bytes under the deadline that fits the state."""
@@ -426,8 +437,6 @@ class Session:
             self._line_started = None
             deadline = now + config.command_timeout
             idle = state in _IDLE_STATES
-            if idle:
-                self._body_since = None
         wait = self._wait
         self._waiting = _Waiting.IDLE if idle else _Waiting.RECEIVE
         if idle and self._context.shutting_down:
@@ -463,8 +472,23 @@ class Session:
         finally:
             if idle:
                 idle_scopes.discard(wait)
-        wait.deadline = math.inf
+        await self._lift_deadline(wait)
         return data
+
+    @staticmethod
+    async def _lift_deadline(wait: trio.CancelScope) -> None:
+        """End a wait's deadline, or time out now if it passed as the wait ended.
+
+        The bytes (or the room to send) and the deadline can come in the same
+        pass of trio's loop: the wait then returns, but the scope is already
+        cancelled, and lifting the deadline does not undo that.  Left so, the
+        cancellation would end whatever waits next, a hook deciding about a
+        message included.  So the wait times out here, where ``_waiting``
+        still says what it was for.
+        """
+        if wait.cancel_called:
+            await trio.lowlevel.checkpoint()
+        wait.deadline = math.inf
 
     async def _final_reply(self, reply: Reply) -> None:
         """Best effort: send a last reply on a stream that may be broken."""
@@ -517,13 +541,10 @@ class Session:
                 # (Past the deadline, _converse reads _waiting to see why.)
                 self._end_hook_wait(wait)
             raise
-        if wait.cancel_called:
-            # The deadline passed after the hook's last wait, so the scope
-            # is cancelled and the next checkpoint would end the wait there,
-            # after the decision was made.  Time out here instead, with the
-            # decision still pending.
-            await trio.lowlevel.checkpoint()
-        self._end_hook_wait(wait)
+        # Should the deadline have passed after the hook's last wait, time
+        # out here, with the decision still pending.
+        await self._lift_deadline(wait)
+        self._waiting = _Waiting.NOTHING
         return result
 
     def _end_hook_wait(self, wait: trio.CancelScope) -> None:

@@ -653,6 +653,116 @@ async def test_slow_bdat(autojump_clock: trio.abc.Clock) -> None:
         assert not harness.mailer.messages
 
 
+async def test_the_minimum_data_rate_runs_from_each_message(autojump_clock: trio.abc.Clock) -> None:
+    """RFC 2920: one message's end and the next MAIL may share a write.
+
+    The time between the two messages is not the second body's: it gets
+    its own grace period and rate, as it would on a fresh connection.
+    """
+    async with running(DEFAULTS) as harness:
+        client = await prelude(harness.server, "mx", "data")
+        try:
+            await client.send(
+                b"Subject: one\r\n\r\none" + END + b"MAIL FROM:<a@victim.example>\r\n"
+            )
+            await client.expect("250 2.0.0")
+            await client.expect("250 2.1.0")
+            await trio.sleep(DEFAULTS.data_rate_grace + 60)  # well within command_timeout
+            await client.command("RCPT TO:<bob@our.example>", "250 2.1.5")
+            await client.command("DATA", "354")
+            await trio.sleep(1)  # so the server waits for the body
+            await client.send(b"Subject: two\r\n\r\ntwo" + END)
+            await client.expect("250 2.0.0")
+        finally:
+            await client.aclose()
+        assert len(harness.mailer.messages) == 2
+
+
+async def test_a_refused_chunk_is_read_at_its_own_rate(autojump_clock: trio.abc.Clock) -> None:
+    """A BDAT chunk refused (503, no transaction) is still read to its end,
+    under the minimum rate from its own first byte, not an earlier message's."""
+    async with running(DEFAULTS) as harness:
+        client = await prelude(harness.server, "mx", "data")
+        try:
+            await client.send(b"Subject: one\r\n\r\none" + END)
+            await client.expect("250 2.0.0")
+            await trio.sleep(DEFAULTS.data_rate_grace + 60)  # well within command_timeout
+            await client.send(b"BDAT 10\r\n01234")
+            await trio.sleep(1)
+            await client.send(b"56789")
+            await client.expect("503")
+            await client.command("NOOP", "250")
+        finally:
+            await client.aclose()
+
+
+async def test_a_command_lines_deadline_starts_with_that_line(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """Each command line has command_line_timeout (60 s) from its first byte.
+
+    Lines split across writes are ordinary TCP: here DATA, the pipelined
+    start of MAIL after a NOOP, and QUIT after a 70-second body.
+    """
+    async with running(DEFAULTS) as harness:
+        client = await prelude(harness.server, "mx", "greet")
+        try:
+            await client.send(b"NO")
+            await trio.sleep(30)
+            await client.send(b"OP\r\nMAIL FROM:<a@vic")
+            await client.expect("250 2.0.0")
+            await trio.sleep(45)  # 75 s after NOOP began, 45 s into MAIL
+            await client.send(b"tim.example>\r\n")
+            await client.expect("250 2.1.0")
+            await client.command("RCPT TO:<bob@our.example>", "250 2.1.5")
+            await client.send(b"DA")
+            await trio.sleep(1)
+            await client.send(b"TA\r\n")
+            await client.expect("354")
+            for _ in range(70):  # 2 KiB/s: above the minimum rate
+                await client.send(b"x" * 2046 + b"\r\n")
+                await trio.sleep(1)
+            await client.send(b".\r\nQU")
+            await trio.sleep(1)
+            await client.send(b"IT\r\n")
+            await client.expect("250 2.0.0")
+            await client.expect("221")
+        finally:
+            await client.aclose()
+        assert len(harness.mailer.messages) == 1
+
+
+async def test_bytes_that_arrive_as_the_deadline_passes_end_the_wait_there(
+    mock_clock: trio.testing.MockClock,
+) -> None:
+    """The body's end and the deadline in the same instant: a timeout.
+
+    The wait for the client returns with the bytes, but its cancel scope has
+    fired too.  The session must time out at that wait (421, nothing
+    delivered, the client retries), not carry the cancellation into the
+    Mailer's call or a later wait.
+    """
+    async with running(DEFAULTS) as harness:
+        raw = socket.create_connection(harness.server.mx)
+        stream = _stream(raw)
+        client = Client(stream, stream)
+        try:
+            await client.expect("220")
+            await client.command("EHLO client.example", "250")
+            await client.command("MAIL FROM:<a@victim.example>", "250 2.1.0")
+            await client.command("RCPT TO:<bob@our.example>", "250 2.1.5")
+            await client.command("DATA", "354")
+            await trio.testing.wait_all_tasks_blocked()  # the server waits for the body
+            # No checkpoint between the two: trio sees both in one pass.
+            raw.send(b"Subject: late\r\n\r\nlate" + END)
+            mock_clock.jump(DEFAULTS.data_block_timeout + 1)
+            await client.expect("421 4.4.2")
+            assert await client.closed() == b""
+        finally:
+            await client.aclose()
+        assert not harness.mailer.messages
+
+
 @pytest.mark.parametrize("listener", ["mx", "submission"])
 async def test_idle_client(autojump_clock: trio.abc.Clock, listener: str) -> None:
     async with running(DEFAULTS) as harness:
