@@ -558,6 +558,11 @@ class Session:
             log.debug("%s %s %s", self.id, kind, escape(event.name))
 
     async def _on_mail(self, conn: ServerConnection, event: MailFrom) -> None:
+        if self._context.shutting_down:
+            # Shutdown lets the transactions under way finish, not the next
+            # one that a pipelining client sent along with the last.
+            await self._refuse(conn, replies.SHUTTING_DOWN, client_error=False)
+            return
         if self._role is Role.MX:
             conn.accept()
             return

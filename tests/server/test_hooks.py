@@ -165,6 +165,29 @@ async def test_shutdown_grace_lets_a_message_in_flight_finish(
     assert len(mailer.delivered) == 1
 
 
+async def test_shutdown_refuses_a_transaction_pipelined_after_the_one_in_flight(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    mailer = RecordingMailer(delay=3)
+    config = base_config(shutdown_grace=10)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as busy,
+    ):
+        await busy.greeting_and_ehlo()
+        await busy.send(ENVELOPE)
+        assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+        # RFC 2920: the next envelope may follow the end of the data at once.
+        await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n" + ENVELOPE)
+        await mailer.entered.wait()
+        server.stop()
+        assert (await busy.reply()).code == 250
+        refused = await busy.reply()
+        assert (refused.code, refused.enhanced) == (421, "4.3.2")
+        assert await busy.closed() == b""
+    assert len(mailer.delivered) == 1
+
+
 async def test_shutdown_grace_cuts_off_a_mailer_slower_than_it(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
