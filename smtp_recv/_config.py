@@ -108,7 +108,8 @@ class ServerConfig:
     #: Waiting for the next piece of DATA (RFC 5321 4.5.3.2.5: 3 minutes).
     data_block_timeout: float = 180.0
     #: Minimum average rate of DATA and BDAT in bytes per second, measured
-    #: after ``data_rate_grace`` seconds.
+    #: after ``data_rate_grace`` seconds over the whole message (all its BDAT
+    #: chunks and the waits between them).
     min_data_rate: float = 1024.0
     #: Seconds of DATA before the minimum rate applies.
     data_rate_grace: float = 30.0

@@ -422,21 +422,23 @@ class Session:
             if self._body_since is None:
                 self._body_since, self._body_bytes = now, 0
             # A deadline per block (RFC 5321 4.5.3.2.5) and a minimum rate.
-            deadline = min(
-                now + config.data_block_timeout,
-                self._body_since + config.data_rate_grace + self._body_bytes / config.min_data_rate,
-            )
-        elif conn.pending_bytes:
-            # Part of a command line is here: the rest must follow soon.
-            if self._line_started is None:
-                self._line_started = now
-            deadline = min(
-                now + config.command_timeout, self._line_started + config.command_line_timeout
-            )
+            deadline = min(now + config.data_block_timeout, self._rate_deadline())
         else:
-            self._line_started = None
-            deadline = now + config.command_timeout
-            idle = state in _IDLE_STATES
+            if conn.pending_bytes:
+                # Part of a command line is here: the rest must follow soon.
+                if self._line_started is None:
+                    self._line_started = now
+                deadline = min(
+                    now + config.command_timeout, self._line_started + config.command_line_timeout
+                )
+            else:
+                self._line_started = None
+                deadline = now + config.command_timeout
+                idle = state in _IDLE_STATES
+            if state is State.CHUNKING and self._body_since is not None:
+                # Between the BDAT chunks of a message its rate goes on, or
+                # a byte per chunk, each sent with its command, would dodge it.
+                deadline = min(deadline, self._rate_deadline())
         wait = self._wait
         self._waiting = _Waiting.IDLE if idle else _Waiting.RECEIVE
         if idle and self._context.shutting_down:
@@ -453,6 +455,12 @@ class Session:
         if self._body_since is not None:
             self._body_bytes += len(data)
         conn.receive_data(data)
+
+    def _rate_deadline(self) -> float:
+        """When the body under way falls below the minimum data rate."""
+        assert self._body_since is not None
+        config = self._config
+        return self._body_since + config.data_rate_grace + self._body_bytes / config.min_data_rate
 
     async def _wait_and_receive(
         self, transport: Transport, wait: trio.CancelScope, deadline: float, idle: bool
@@ -710,6 +718,9 @@ class Session:
             recipient=recipients[0] if len(recipients) == 1 else None,
         )
         self._spool = Spool(header, self._config.spool_threshold)
+        # The minimum data rate runs from here, over every chunk of a BDAT
+        # message, including those that arrive with their command.
+        self._body_since, self._body_bytes = trio.current_time(), 0
 
     async def _reverse_lookup(self) -> str | None:
         """The client's name from reverse DNS, for the trace header, or None."""

@@ -763,6 +763,30 @@ async def test_bytes_that_arrive_as_the_deadline_passes_end_the_wait_there(
         assert not harness.mailer.messages
 
 
+async def test_a_byte_per_bdat_chunk_meets_the_minimum_rate(autojump_clock: trio.abc.Clock) -> None:
+    """Each chunk sent with its command: no wait inside a chunk, and still
+    the message as a whole must keep the minimum rate; nothing delivered."""
+    async with running(DEFAULTS) as harness:
+        client = await prelude(harness.server, "mx", "envelope")
+        start = trio.current_time()
+        try:
+            while True:
+                try:
+                    await client.send(b"BDAT 1\r\nx")
+                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                    break
+                reply = await client.reply()
+                if reply.code != 250:
+                    assert reply.matches("421 4.4.2"), reply.last
+                    break
+                await trio.sleep(10)
+            elapsed = trio.current_time() - start
+            assert elapsed <= DEFAULTS.data_rate_grace + 10, elapsed
+        finally:
+            await client.aclose()
+        assert not harness.mailer.messages
+
+
 @pytest.mark.parametrize("listener", ["mx", "submission"])
 async def test_idle_client(autojump_clock: trio.abc.Clock, listener: str) -> None:
     async with running(DEFAULTS) as harness:
