@@ -30,6 +30,9 @@ class ListenerConfig:
     sockets: Sequence[socket.socket] = ()
 
     def __post_init__(self) -> None:
+        if self.host == "":
+            # Some resolvers read it as every interface: say None for that.
+            raise ValueError("host must be an address, or None for every interface")
         for sock in self.sockets:
             # The server accepts from these itself: anything else would fail
             # on every accept (or spin on it) after serve had started.

@@ -167,7 +167,8 @@ _Protocol = _table("_Protocol", PROTOCOL_FIELDS)
 
 
 class _Listener(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    address: str | None = None
+    # Empty would mean every interface to some resolvers: leave the key out.
+    address: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     port: Port | None = None
     enabled: bool = True
 
@@ -257,6 +258,10 @@ def _read_toml(source: Path) -> dict[str, Any]:
         raise ConfigError(source, None, f"not valid TOML: {error}") from None
     except UnicodeDecodeError:
         raise ConfigError(source, None, "not valid TOML: not UTF-8") from None
+    except RecursionError:
+        raise ConfigError(
+            source, None, "not valid here: arrays or tables nested too deeply"
+        ) from None
 
 
 def _is_address(text: str) -> bool:
@@ -357,6 +362,15 @@ def _load_certificates(
     for index, entry in enumerate(entries):
         certfile = _resolve(source.parent, entry.cert)
         keyfile = _resolve(source.parent, entry.key) if entry.key else None
+        for name, path in (("cert", certfile), ("key", keyfile)):
+            # A device (/dev/zero, a FIFO) would be read forever, here and
+            # by OpenSSL.
+            if path is not None and path.exists() and not path.is_file():
+                raise ConfigError(
+                    source,
+                    _key("tls", "certificates", index, name),
+                    f"{path} is not a regular file",
+                )
         try:
             leaf = x509.load_pem_x509_certificates(certfile.read_bytes())[0]
             names = certificate_names(certfile)
@@ -569,6 +583,12 @@ def load_settings(source: Path) -> Settings:
         )
     else:
         users = Users({})
+    if len(users.costs) > 1:
+        warnings.append(
+            "the users' password hashes have different scrypt costs, so the time a failed"
+            " AUTH takes tells some users apart from unknown logins: rehash them with"
+            " `smtp-recv passwd`"
+        )
     if config.submission.enabled and not users.logins:
         warnings.append("the users file has no users: nobody can log in on submission")
 

@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -64,9 +65,10 @@ class _ParsedHash:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
-    # OpenSSL refuses to use more than maxmem; give it the exact need plus slack.
+    # OpenSSL refuses to use more than maxmem: give it what it allocates,
+    # 128 * r * (n + p + 2) bytes, and as much again.
     return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=128 * r * n * 2, dklen=length
+        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * r * (n + p + 2), dklen=length
     )
 
 
@@ -77,6 +79,8 @@ def _parse_hash(encoded: str) -> _ParsedHash:
             "not a password hash of the form scrypt$n=16384,r=8,p=1$<salt>$<hash>"
             " (make one with `smtp-recv passwd`)"
         )
+    if any(len(match[i]) > 9 for i in (1, 2, 3)):
+        raise PasswordHashError("scrypt parameters are too costly to check")
     n, r, p = (int(match[i]) for i in (1, 2, 3))
     if n < 2 or n & (n - 1) or r < 1 or p < 1:
         raise PasswordHashError("scrypt n must be a power of two above 1, r and p positive")
@@ -142,6 +146,11 @@ def verify_password(password: str, encoded: str) -> bool:
     return hmac.compare_digest(candidate, parsed.digest)
 
 
+def _cost(encoded: str) -> tuple[int, int, int]:
+    parsed = _parse_hash(_pad_hash(encoded))
+    return parsed.n, parsed.r, parsed.p
+
+
 def _split_address(address: str) -> tuple[str, str]:
     local, at, domain = address.rpartition("@")
     return (local, domain.lower()) if at else (address, "")
@@ -192,9 +201,28 @@ class Users:
                 )
             self._by_login[folded] = login
         # Checked instead of a real hash when the user is unknown, so that an
-        # unknown user costs the same time as a wrong password.
-        self._dummy_hash = hash_password(secrets.token_urlsafe(16))
+        # unknown user costs the same time as a wrong password: made with
+        # the parameters most of the users' hashes have.
+        n, r, p = self.common_cost
+        self._dummy_hash = hash_password(secrets.token_urlsafe(16), n=n, r=r, p=p)
         self._limiter = trio.CapacityLimiter(CONCURRENT_CHECKS)
+
+    @property
+    def costs(self) -> set[tuple[int, int, int]]:
+        """The scrypt parameters ``(n, r, p)`` of the users' hashes.
+
+        More than one lets the time of a failed AUTH tell the users of the
+        less common ones from unknown logins.
+        """
+        return {_cost(user.password_hash) for user in self._users.values()}
+
+    @property
+    def common_cost(self) -> tuple[int, int, int]:
+        """The parameters most hashes have (the costliest of a tie); the default for none."""
+        counted = Counter(_cost(user.password_hash) for user in self._users.values())
+        if not counted:
+            return SCRYPT_N, SCRYPT_R, SCRYPT_P
+        return max(counted, key=lambda cost: (counted[cost], cost[0] * cost[1] * cost[2]))
 
     @property
     def logins(self) -> Sequence[str]:

@@ -77,7 +77,7 @@ def _bind(listener: ListenerConfig) -> socket.socket:
         return socket.create_server(
             ("", listener.port), family=socket.AF_INET6, dualstack_ipv6=True, backlog=BACKLOG
         )
-    host = listener.host or "0.0.0.0"  # noqa: S104 - no host means every interface
+    host = "0.0.0.0" if listener.host is None else listener.host  # noqa: S104 - every interface
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     return socket.create_server((host, listener.port), family=family, backlog=BACKLOG)
 

@@ -20,6 +20,7 @@ from smtp_recv._settings import (
     load_settings,
     load_users,
 )
+from smtp_recv._users import hash_password
 
 from .conftest import write_certificate, write_config
 
@@ -91,6 +92,11 @@ BROKEN = [
     ("command_timeout = 120", "command_timeout = -1", "timeouts.command_timeout", "> 0"),
     ("port = 2525", "port = 70000", "mx.port", "65535"),
     ('address = "127.0.0.1"\nport = 2525', "enabled = 1", "mx.enabled", "bool"),
+    # Empty is not "every interface": some resolvers bind 0.0.0.0 for it.
+    ('address = "127.0.0.1"', 'address = ""', "mx.address", "length >= 1"),
+    ("[limits]", "x = " + "[" * 5000 + "]" * 5000 + "\n[limits]", None, "nested too deeply"),
+    ('cert = "mx.pem"', 'cert = "/dev/zero"', "tls.certificates[0].cert", "not a regular file"),
+    ('key = "mx.key"', 'key = "/dev/zero"', "tls.certificates[0].key", "not a regular file"),
     ('[storage]\nmaildir_root = "maildir"', "", None, "storage"),
     ('maildir_root = "maildir"', "maildir_root = 5", "storage.maildir_root", "str"),
     ('hostname = "mx.example.com"', 'hostname = "mx example com"', "hostname", "host name"),
@@ -151,6 +157,21 @@ def test_bad_config_names_file_key_and_problem(
     assert error.key == key
     assert words in error.problem
     assert str(error).startswith(f"{path.resolve()}: ")
+
+
+def test_users_hashed_at_different_costs_are_warned_about(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    users = "".join(
+        f'[users."{login}@example.com"]\npassword = "{hash_password("pw", n=n, r=8, p=1)}"\n'
+        for login, n in (("alice", 1 << 10), ("bob", 1 << 11))
+    )
+    settings = load_settings(write_config(tmp_path, certificate_authority, users=users))
+    assert any("different scrypt costs" in warning for warning in settings.warnings)
+    one = tmp_path / "one"
+    one.mkdir()
+    settings = load_settings(write_config(one, certificate_authority))
+    assert not any("different scrypt costs" in warning for warning in settings.warnings)
 
 
 def test_missing_config_file(tmp_path: Path) -> None:

@@ -36,6 +36,33 @@ def test_each_hash_has_its_own_salt() -> None:
     assert hash_password("same", **CHEAP) != hash_password("same", **CHEAP)
 
 
+@pytest.mark.parametrize("cost", [(2, 1, 1), (1 << 10, 1, 16), (1 << 17, 8, 1)])
+def test_every_accepted_cost_can_be_checked(cost: tuple[int, int, int]) -> None:
+    # OpenSSL needs more than 128 * r * n bytes: the smallest and the
+    # largest costs the users file accepts must both get through it.
+    n, r, p = cost
+    encoded = hash_password("pw", n=n, r=r, p=p)
+    check_password_hash(encoded)
+    assert verify_password("pw", encoded)
+    assert not verify_password("px", encoded)
+
+
+def test_unknown_logins_cost_what_most_users_cost() -> None:
+    # Timing must not tell unknown logins from users with a wrong password:
+    # the stand-in hash checked for unknown logins has the common cost.
+    users = Users(
+        {
+            "a@example.com": User(hash_password("a", **CHEAP)),
+            "b@example.com": User(hash_password("b", **CHEAP)),
+            "c@example.com": User(hash_password("c", n=1 << 11, r=8, p=1)),
+        }
+    )
+    assert users.common_cost == (1 << 10, 8, 1)
+    assert users.costs == {(1 << 10, 8, 1), (1 << 11, 8, 1)}
+    assert users._dummy_hash.startswith("scrypt$n=1024,r=8,p=1$")
+    assert Users({}).common_cost == (16384, 8, 1)
+
+
 def test_non_ascii_password() -> None:
     assert verify_password("pässwörd ✓", hash_password("pässwörd ✓", **CHEAP))
 
@@ -49,6 +76,7 @@ def test_non_ascii_password() -> None:
         "scrypt$n=1000,r=8,p=1$c2FsdA$aGFzaA",  # n not a power of two
         "scrypt$n=1024,r=0,p=1$c2FsdA$aGFzaA",
         "scrypt$n=1048576,r=8,p=1$c2FsdA$aGFzaA",  # 1 GiB per check
+        "scrypt$n=1" + "0" * 5000 + ",r=8,p=1$c2FsdA$aGFzaA",  # past int()'s digit limit
         "scrypt$n=1024,r=8,p=1$c2Fs*A$aGFzaA",
         "bcrypt$n=1024,r=8,p=1$c2FsdA$aGFzaA",
     ],

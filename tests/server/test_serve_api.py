@@ -120,6 +120,11 @@ async def test_out_of_descriptors_the_server_waits_and_accepts_again(
         nursery.cancel_scope.cancel()
 
 
+def test_an_empty_host_is_refused_rather_than_read_as_every_interface() -> None:
+    with pytest.raises(ValueError, match="None for every interface"):
+        smtp_recv.ListenerConfig(port=25, host="")
+
+
 def test_a_socket_that_cannot_accept_tcp_connections_is_refused_at_once() -> None:
     # Given to serve, each would fail (or spin) on every accept once it runs.
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
