@@ -34,6 +34,7 @@ from ._maildir import MaildirMailer
 from ._recipients import AcceptEveryRecipient
 from ._settings import CertificateMap, ConfigError, Settings, load_settings
 from ._users import User, Users, hash_password
+from ._workers import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from ._server import Listening
@@ -329,7 +330,7 @@ def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
             print(f"{title} disabled", file=out)
     for note in plan.notes:
         print(note, file=out)
-    print("Ready; Ctrl-C or SIGTERM stops gracefully, a second one at once.", file=out)
+    print("Ready; Ctrl-C, SIGTERM or SIGHUP stops gracefully, a second one at once.", file=out)
     out.flush()
 
 
@@ -339,7 +340,7 @@ def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
 async def _stop_on_signals(
     signals: AsyncIterator[int], serve_scope: trio.CancelScope, grace: float
 ) -> None:
-    """First SIGINT/SIGTERM: graceful shutdown; second: exit at once."""
+    """First SIGINT/SIGTERM/SIGHUP: graceful shutdown; second: exit at once."""
     async for number in signals:
         name = signal.Signals(number).name
         if not serve_scope.cancel_called:
@@ -360,11 +361,15 @@ async def _stop_on_signals(
 
 
 async def run_server(plan: ServerPlan, out: TextIO) -> None:
-    """Serve ``plan`` until SIGINT or SIGTERM, then shut down gracefully."""
+    """Serve ``plan`` until SIGINT, SIGTERM or SIGHUP, then shut down gracefully.
+
+    SIGHUP too: there is no reload (a new config needs a restart), and a
+    hang-up must not end the server without its grace period.
+    """
     from ._server import serve  # imported here so `check` and `passwd` never need it
 
     serve_scope = trio.CancelScope()
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
 
             async def serve_until_cancelled(

@@ -10,9 +10,13 @@ Inheriting one socket, rather than each worker binding its own with
 a busy worker does not strand connections the kernel hashed to it.
 
 The parent supervises: a worker that dies is started again (with a pause,
-and giving up if they keep dying), and SIGINT/SIGTERM are passed on to every
-worker, whose own handling makes the first signal graceful and the second
-immediate.
+and giving up if they keep dying), and SIGINT/SIGTERM/SIGHUP are passed on
+to every worker, whose own handling makes the first signal graceful and the
+second immediate.  Once stopping, the parent closes its copies of the
+listening sockets, so that new clients are refused as soon as the workers
+have closed theirs, not left in the queue until the grace period ends.  A
+worker whose parent dies (killed, so it could pass nothing on) gets SIGTERM
+from the kernel and shuts down gracefully (Linux; elsewhere it runs on).
 
 With ``--pin-workers`` each worker is bound to one CPU of those the parent
 may use (worker ``i`` to the ``i``-th, round robin), as nginx's
@@ -26,6 +30,8 @@ kernel's own placement may serve better.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import fcntl
 import logging
 import os
@@ -53,6 +59,20 @@ RESTART_WINDOW = 60.0
 POLL_INTERVAL = 0.2
 #: The listen() backlog of the shared sockets.
 BACKLOG = 1024
+#: The signals that stop the server (and that the parent passes on).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: prctl(2): the signal a process gets when its parent dies (Linux).
+_PR_SET_PDEATHSIG = 1
+
+
+def _parent_death_signal() -> ctypes._NamedFuncPointer | None:
+    """libc's prctl, loaded before any fork, or None where there is none."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
 
 
 def bind_listeners(config: ServerConfig) -> list[tuple[str, socket.socket]]:
@@ -126,13 +146,20 @@ class Supervisor:
         self._workers: dict[int, subprocess.Popen[bytes]] = {}
         self._deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._signals = 0
+        self._prctl = _parent_death_signal()
 
     def _spawn(self, slot: int) -> None:
         names = ":".join(name for name, _ in self._sockets)
         count = len(self._sockets)
         cpu = self._cpus[slot % len(self._cpus)] if self._cpus else None
 
+        prctl, parent = self._prctl, os.getpid()
+
         def in_child() -> None:
+            if prctl is not None:
+                prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+                if os.getppid() != parent:  # it died before the call
+                    os.kill(os.getpid(), signal.SIGTERM)
             # Only the child knows its pid; sd_listen_fds(3) checks it.
             os.environ["LISTEN_PID"] = str(os.getpid())
             os.environ["LISTEN_FDS"] = str(count)
@@ -159,13 +186,14 @@ class Supervisor:
 
     def run(self, count: int) -> int:
         """Start ``count`` workers and keep them running until a signal; the exit status."""
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
         for slot in range(count):
             self._spawn(slot)
         try:
             while True:
                 if self._stopping():
+                    self._close_sockets()
                     return self._wait_for_all()
                 for slot, worker in list(self._workers.items()):
                     status = worker.poll()
@@ -188,8 +216,11 @@ class Supervisor:
                     self._spawn(slot)
                 time.sleep(POLL_INTERVAL)
         finally:
-            for _, sock in self._sockets:
-                sock.close()
+            self._close_sockets()
+
+    def _close_sockets(self) -> None:
+        for _, sock in self._sockets:
+            sock.close()
 
     def _stopping(self) -> bool:
         """Whether a signal asked us to stop (set from the signal handler)."""

@@ -181,9 +181,13 @@ def open_data(server: Server) -> smtplib.SMTP:
     return client
 
 
-def test_sigterm_during_data_lets_the_message_finish(dev_server: Server) -> None:
+# SIGHUP too: there is no reload, and a hang-up must not cut messages off.
+@pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
+def test_a_stop_signal_during_data_lets_the_message_finish(
+    dev_server: Server, number: signal.Signals
+) -> None:
     client = open_data(dev_server)
-    dev_server.process.send_signal(signal.SIGTERM)
+    dev_server.process.send_signal(number)
     time.sleep(0.5)
     # The listener is closed at once: new connections are refused.
     with pytest.raises(OSError):  # noqa: PT011

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
 import smtplib
+import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -59,17 +62,15 @@ def test_pin_workers_needs_several_workers(
     assert "--pin-workers needs --workers" in result.stderr
 
 
-# The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
-# a service manager): the workers must still find the sockets there.  With
-# --pin-workers each worker (a restarted one too) runs on its own CPU.
-@pytest.mark.parametrize(
-    ("inherited", "pinned"),
-    [(False, False), (True, False), (False, True)],
-    ids=["plain", "fds-3-4-taken", "pinned"],
-)
-def test_workers_share_the_socket_and_are_restarted(
-    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool, pinned: bool
-) -> None:
+@contextlib.contextmanager
+def supervisor(
+    tmp_path: Path,
+    certificate_authority: trustme.CA,
+    *,
+    pinned: bool = False,
+    inherited: bool = False,
+) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
+    """``smtp-recv serve --workers 2`` on free ports: the process, the MX port, its log."""
     config = write_config(tmp_path, certificate_authority)
     log = tmp_path / "supervisor.log"
     with log.open("w") as stderr:
@@ -104,39 +105,102 @@ def test_workers_share_the_socket_and_are_restarted(
                     break
             assert port, "the supervisor printed no MX socket"
             assert ready == 2, log.read_text()
-            first = worker_pids(log)
-            assert len(first) == 2
-
-            for number in range(6):
-                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-                    client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
-
-            os.kill(first[0], signal.SIGKILL)
-            wait_for(lambda: worker_pids(log).get(0, first[0]) != first[0], "a restarted worker")
-            cpus = sorted(os.sched_getaffinity(0))
-            for slot, pid in worker_pids(log).items():
-                expected = {cpus[slot % len(cpus)]} if pinned else set(cpus)
-                assert os.sched_getaffinity(pid) == expected, (slot, pid)
-            # The restarted worker and the survivor both serve the same socket.
-            for number in range(6, 10):
-                with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
-                    client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
-
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(TIMEOUT) == 0
-            for pid in worker_pids(log).values():
-                wait_for(
-                    lambda pid=pid: (
-                        not Path(f"/proc/{pid}").exists()
-                        or "zombie" in Path(f"/proc/{pid}/status").read_text()
-                    ),
-                    "workers to exit",
-                )
+            yield process, port, log
         finally:
             if process.poll() is None:
                 process.kill()
             process.wait()
             if process.stdout is not None:
                 process.stdout.close()
+            for pid in worker_pids(log).values():  # none may outlive the test
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+
+
+def gone(pid: int) -> bool:
+    status = Path(f"/proc/{pid}/status")
+    return not status.exists() or "zombie" in status.read_text()
+
+
+# The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
+# a service manager): the workers must still find the sockets there.  With
+# --pin-workers each worker (a restarted one too) runs on its own CPU.
+@pytest.mark.parametrize(
+    ("inherited", "pinned"),
+    [(False, False), (True, False), (False, True)],
+    ids=["plain", "fds-3-4-taken", "pinned"],
+)
+def test_workers_share_the_socket_and_are_restarted(
+    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool, pinned: bool
+) -> None:
+    with supervisor(tmp_path, certificate_authority, pinned=pinned, inherited=inherited) as (
+        process,
+        port,
+        log,
+    ):
+        first = worker_pids(log)
+        assert len(first) == 2
+
+        for number in range(6):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
+
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(lambda: worker_pids(log).get(0, first[0]) != first[0], "a restarted worker")
+        cpus = sorted(os.sched_getaffinity(0))
+        for slot, pid in worker_pids(log).items():
+            expected = {cpus[slot % len(cpus)]} if pinned else set(cpus)
+            assert os.sched_getaffinity(pid) == expected, (slot, pid)
+        # The restarted worker and the survivor both serve the same socket.
+        for number in range(6, 10):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
+
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
+        for pid in worker_pids(log).values():
+            wait_for(lambda pid=pid: gone(pid), "workers to exit")
     stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
     assert len(stored) == 10
+
+
+def test_workers_stop_gracefully_when_the_supervisor_is_killed(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    # SIGKILL leaves the supervisor no chance to pass anything on.
+    with supervisor(tmp_path, certificate_authority) as (process, _port, log):
+        workers = worker_pids(log)
+        assert len(workers) == 2
+        process.kill()
+        process.wait()
+        for pid in workers.values():
+            wait_for(lambda pid=pid: gone(pid), "workers to exit without their supervisor")
+
+
+def test_a_stopping_supervisor_refuses_new_clients_while_a_message_finishes(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    with supervisor(tmp_path, certificate_authority) as (process, port, _log):
+        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        client.ehlo()
+        client.mail("a@example.org")
+        client.rcpt("bob@example.com")
+        assert client.docmd("DATA")[0] == 354
+        client.send(MESSAGE)  # the message in flight: not ended yet
+        process.send_signal(signal.SIGTERM)
+
+        def refused() -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            return False
+
+        # Not left in the listening queue until the grace period (5 s) ends.
+        wait_for(refused, "new connections to be refused")
+        client.send(b".\r\n")
+        assert client.getreply()[0] == 250
+        client.close()
+        assert process.wait(TIMEOUT) == 0
+    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+    assert len(stored) == 1
