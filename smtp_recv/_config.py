@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .protocol import limits
 
@@ -165,3 +166,10 @@ class ServerConfig:
                 raise ValueError(f"{name} must be positive")
         if self.hard_error_limit < 1 or self.soft_error_limit < 0:
             raise ValueError("error limits must be positive")
+        if not self.min_data_rate > 0:
+            raise ValueError("min_data_rate must be positive")
+        for field_ in fields(self):
+            value = getattr(self, field_.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                # Every wait has a bound; inf would be none (and nan no order).
+                raise ValueError(f"{field_.name} must be a finite number, not {value}")

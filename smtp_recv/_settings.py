@@ -140,6 +140,10 @@ _MINIMUM = {
 }
 
 
+#: The largest number a seconds (or bytes per second) setting may have: a week's seconds.
+_LONGEST = 7 * 24 * 3600.0
+
+
 def _field_type(name: str) -> Any:
     """The msgspec type of a ServerConfig field, with its bounds."""
     kind = {field.name: field.type for field in dataclasses.fields(ServerConfig)}[name]
@@ -147,9 +151,12 @@ def _field_type(name: str) -> Any:
         return bool | None
     if kind in ("int", int):
         return Annotated[int, msgspec.Meta(ge=_MINIMUM.get(name, 0))] | None
+    if name == "min_data_rate":  # bytes per second; the deadline divides by it
+        return Annotated[float, msgspec.Meta(gt=0, le=_LONGEST)] | None
+    # Every wait has a bound: inf (which TOML allows) is none.
     if name.endswith("_timeout"):  # a zero timeout would end every session at once
-        return Annotated[float, msgspec.Meta(gt=0)] | None
-    return Annotated[float, msgspec.Meta(ge=0)] | None
+        return Annotated[float, msgspec.Meta(gt=0, le=_LONGEST)] | None
+    return Annotated[float, msgspec.Meta(ge=0, le=_LONGEST)] | None
 
 
 def _table(name: str, fields: Sequence[str]) -> type[msgspec.Struct]:

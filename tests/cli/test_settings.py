@@ -90,6 +90,9 @@ BROKEN = [
     ("max_message_size = 1048576", "max_message_size = true", "limits.max_message_size", "int"),
     ("command_timeout = 120", "command_timeout = 0", "timeouts.command_timeout", "> 0"),
     ("command_timeout = 120", "command_timeout = -1", "timeouts.command_timeout", "> 0"),
+    ("command_timeout = 120", "command_timeout = inf", "timeouts.command_timeout", "<= 604800"),
+    ("shutdown_grace = 5", "shutdown_grace = nan", "timeouts.shutdown_grace", ">= 0"),
+    ("shutdown_grace = 5", "min_data_rate = 0", "timeouts.min_data_rate", "> 0"),
     ("port = 2525", "port = 70000", "mx.port", "65535"),
     ('address = "127.0.0.1"\nport = 2525', "enabled = 1", "mx.enabled", "bool"),
     # Empty is not "every interface": some resolvers bind 0.0.0.0 for it.

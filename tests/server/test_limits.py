@@ -637,9 +637,15 @@ async def test_reverse_dns_and_its_timeout_name_the_client(
         {"max_connections": 0},
         {"max_connections_per_ip": 0},
         {"hard_error_limit": 0},
+        {"min_data_rate": 0.0},  # the rate deadline divides by it
+        # Every wait has a bound: inf is none, and nan has no order.
+        {"command_timeout": float("inf")},
+        {"shutdown_grace": float("inf")},
+        {"session_timeout": float("nan")},
+        {"error_delay": float("inf")},
     ],
 )
-def test_server_config_refuses_unsafe_limits(options: dict[str, int]) -> None:
+def test_server_config_refuses_unsafe_limits(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the message names the field
         smtp_recv.ServerConfig(**options)  # type: ignore[arg-type]
 
