@@ -76,6 +76,12 @@ class Recipients:
             if folded in self._domains:
                 raise ValueError(f"catch-all for {domain!r} is given twice")
             self._domains[folded] = tuple(targets)
+        # A target that is one of our addresses takes the spelling it is
+        # listed with, so that its mail lands in the one Maildir its own.
+        spelling = self._spelling
+        for table in (self._addresses, self._domains):
+            for key, found in table.items():
+                table[key] = tuple(spelling.get(_fold(target), target) for target in found)
 
     def _add(self, address: str, targets: tuple[str, ...], kind: str) -> None:
         folded = _fold(address)

@@ -47,7 +47,23 @@ async def test_matching_ignores_case_and_returns_the_configured_spelling(
 async def test_catch_all_takes_the_rest_of_its_domain(recipients: Recipients) -> None:
     assert await recipients.lookup("anyone@example.net") == ("alice@example.com",)
     assert await recipients.lookup("Anyone@EXAMPLE.NET") == ("alice@example.com",)
-    assert await recipients.lookup("x@example.org") == ("bob@example.com",)
+    # (bob@example.com is the mailbox listed as Bob@example.com: see below.)
+    assert await recipients.lookup("x@example.org") == ("Bob@example.com",)
+
+
+async def test_a_target_that_is_our_mailbox_takes_its_listed_spelling() -> None:
+    # The Maildir is named after the spelling: "bob" beside "Bob" would be
+    # a second mailbox that nobody reads.
+    recipients = Recipients(
+        mailboxes=["Bob@Test.Example"],
+        forwards={"sales@test.example": ["bob@test.example", "carol@elsewhere.example"]},
+        catch_alls={"test.example": ["BOB@TEST.EXAMPLE"]},
+    )
+    assert await recipients.lookup("sales@test.example") == (
+        "Bob@Test.Example",
+        "carol@elsewhere.example",
+    )
+    assert await recipients.lookup("anyone@test.example") == ("Bob@Test.Example",)
 
 
 async def test_exact_entry_wins_over_catch_all() -> None:
