@@ -11,6 +11,10 @@ a case-sensitive local part, but nearly every mail system treats
 ``Alice@`` and ``alice@`` as one person and senders do not preserve case
 reliably.  The targets returned are spelled as in the config file, so each
 mailbox has one Maildir however the sender wrote the address.
+
+``postmaster`` is always accepted, bare or at any domain we serve (RFC 5321
+4.5.1 requires it): a ``postmaster`` forwarding entry takes it, else the
+domain's catch-all, else it is a mailbox of its own.
 """
 
 from __future__ import annotations
@@ -82,6 +86,10 @@ class Recipients:
         for table in (self._addresses, self._domains):
             for key, found in table.items():
                 table[key] = tuple(spelling.get(_fold(target), target) for target in found)
+        self._served = self.domains
+        # RFC 5321 4.5.1: postmaster, with or without a served domain, is
+        # always accepted; unless forwarded, it is a mailbox of its own.
+        self._postmaster = self._addresses.get("postmaster")
 
     def _add(self, address: str, targets: tuple[str, ...], kind: str) -> None:
         folded = _fold(address)
@@ -107,9 +115,16 @@ class Recipients:
         if exact is not None:
             return exact
         local, at, domain = recipient.rpartition("@")
-        if not at or not local:
+        if not at:
+            if _fold(recipient) == "postmaster":
+                return self._postmaster or ("postmaster",)
             return ()
-        return self._domains.get(domain.casefold(), ())
+        if not local:
+            return ()
+        domain = domain.casefold()
+        if _fold(local) == "postmaster" and domain in self._served:
+            return self._postmaster or self._domains.get(domain) or (f"postmaster@{domain}",)
+        return self._domains.get(domain, ())
 
 
 class AcceptEveryRecipient:

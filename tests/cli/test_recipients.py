@@ -90,6 +90,20 @@ async def test_unknown_recipients_get_nothing(recipients: Recipients, address: s
     assert await recipients.lookup(address) == ()
 
 
+async def test_postmaster_is_always_accepted_at_the_domains_we_serve() -> None:
+    # RFC 5321 4.5.1: every domain served has a postmaster, bare or not.
+    plain = Recipients(mailboxes=["alice@example.com"], catch_alls={"example.net": ["a@x.org"]})
+    assert await plain.lookup("PostMaster") == ("postmaster",)
+    assert await plain.lookup("POSTMASTER@Example.COM") == ("postmaster@example.com",)
+    assert await plain.lookup("postmaster@example.net") == ("a@x.org",)  # its catch-all
+    assert await plain.lookup("postmaster@gmail.com") == ()  # not served: no relay
+    forwarded = Recipients(
+        mailboxes=["alice@example.com"], forwards={"Postmaster": ["alice@example.com"]}
+    )
+    assert await forwarded.lookup("postmaster") == ("alice@example.com",)
+    assert await forwarded.lookup("postmaster@example.com") == ("alice@example.com",)
+
+
 async def test_targets_are_not_expanded_again() -> None:
     recipients = Recipients(
         forwards={"a@example.com": ["b@example.com"], "b@example.com": ["c@example.com"]}
