@@ -197,7 +197,7 @@ class _Recipients(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class _Storage(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    maildir_root: str
+    maildir_root: Annotated[str, msgspec.Meta(min_length=1)]
 
 
 class _ConfigFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
@@ -573,6 +573,19 @@ def load_settings(source: Path) -> Settings:
     except ValueError as error:
         raise ConfigError(source, "limits", str(error)) from None
 
+    if not config.mx.enabled and not config.submission.enabled:
+        raise ConfigError(source, None, "[mx] and [submission] are both disabled: nothing to serve")
+    if (
+        config.mx.enabled
+        and config.submission.enabled
+        and config.mx.port == config.submission.port != 0
+        and config.mx.host == config.submission.host
+    ):
+        raise ConfigError(source, "submission.port", "the same port as [mx]")
+    maildir_root = _resolve(source.parent, raw.storage.maildir_root)
+    if maildir_root.exists() and not maildir_root.is_dir():
+        raise ConfigError(source, "storage.maildir_root", f"{maildir_root} is not a directory")
+
     warnings: list[str] = []
     certificates, loaded = _load_certificates(source, raw.tls.certificates, warnings)
 
@@ -610,6 +623,6 @@ def load_settings(source: Path) -> Settings:
         users_file=users_file,
         certificates=certificates,
         loaded_certificates=loaded,
-        maildir_root=_resolve(source.parent, raw.storage.maildir_root),
+        maildir_root=maildir_root,
         warnings=tuple(warnings),
     )
