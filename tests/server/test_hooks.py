@@ -127,6 +127,15 @@ async def test_auth_exception_gives_454_and_connection_continues(cert_set: CertS
 
 
 # -- shutdown ------------------------------------------------------------------------
+async def send_in_flight(busy: Client, mailer: RecordingMailer, after: bytes = b"") -> None:
+    """A message (and ``after`` in the same write) up to where the Mailer has it."""
+    await busy.greeting_and_ehlo()
+    await busy.send(ENVELOPE)
+    assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+    await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n" + after)
+    await mailer.entered.wait()
+
+
 async def test_shutdown_grace_lets_a_message_in_flight_finish(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
@@ -137,11 +146,7 @@ async def test_shutdown_grace_lets_a_message_in_flight_finish(
         busy = await Client.connect(server.mx)
         async with idle, busy:
             await idle.greeting_and_ehlo()
-            await busy.greeting_and_ehlo()
-            await busy.send(ENVELOPE)
-            assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
-            await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n")
-            await mailer.entered.wait()
+            await send_in_flight(busy, mailer)
             start = trio.current_time()
             server.stop()
             # Sessions between transactions are told at once.
@@ -174,12 +179,8 @@ async def test_shutdown_refuses_a_transaction_pipelined_after_the_one_in_flight(
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as busy,
     ):
-        await busy.greeting_and_ehlo()
-        await busy.send(ENVELOPE)
-        assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
         # RFC 2920: the next envelope may follow the end of the data at once.
-        await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n" + ENVELOPE)
-        await mailer.entered.wait()
+        await send_in_flight(busy, mailer, after=ENVELOPE)
         server.stop()
         assert (await busy.reply()).code == 250
         refused = await busy.reply()
@@ -197,11 +198,7 @@ async def test_shutdown_grace_cuts_off_a_mailer_slower_than_it(
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as busy,
     ):
-        await busy.greeting_and_ehlo()
-        await busy.send(ENVELOPE)
-        assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
-        await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n")
-        await mailer.entered.wait()
+        await send_in_flight(busy, mailer)
         start = trio.current_time()
         server.stop()
         # No 250: the client keeps the message and tries again later.
