@@ -81,7 +81,8 @@ class Recipients:
                 raise ValueError(f"catch-all for {domain!r} is given twice")
             self._domains[folded] = tuple(targets)
         # A target that is one of our addresses takes the spelling it is
-        # listed with, so that its mail lands in the one Maildir its own.
+        # listed with: the Maildir is named after the spelling, and each
+        # address must have exactly one.
         spelling = self._spelling
         for table in (self._addresses, self._domains):
             for key, found in table.items():
