@@ -82,6 +82,9 @@ class _Waiting(enum.Enum):
     SEND = "send"
     #: A hook (or the Mailer) to answer.
     HOOK = "hook"
+    #: Nothing: a hook answered as its deadline passed, and its answer was
+    #: used; the scope is cancelled all the same and must be replaced.
+    SPENT = "spent"
 
 
 class _Closed(Exception):
@@ -341,7 +344,14 @@ class Session:
         while True:
             with trio.CancelScope() as wait:
                 self._wait = wait
+                if self._closing:  # decided just before a spent scope was replaced
+                    await self._flush(conn)
+                    return False
                 return await self._converse_until_closed(conn)
+            if self._waiting is _Waiting.SPENT:
+                # A late hook's answer was used: go on in a fresh scope.
+                self._waiting = _Waiting.NOTHING
+                continue
             if self._waiting is not _Waiting.HOOK:
                 break
             # A hook ran out of time: its decision fails temporarily and the
@@ -390,6 +400,10 @@ class Session:
                     # other event ends that body, or begins the next.
                     self._body_since = None
                 await handlers[kind](self, conn, event)
+                if self._waiting is _Waiting.SPENT:
+                    # Leave the cancelled scope (see _converse) before any
+                    # other wait would end at once.
+                    await trio.lowlevel.checkpoint()
                 if self._closing:
                     await self._flush(conn)
                     return False
@@ -434,7 +448,9 @@ class Session:
             else:
                 self._line_started = None
                 deadline = now + config.command_timeout
-                idle = state in _IDLE_STATES
+            # Between transactions, even half-way through a command line:
+            # shutdown need not wait for it.
+            idle = state in _IDLE_STATES
             if state is State.CHUNKING and self._body_since is not None:
                 # Between the BDAT chunks of a message its rate goes on, or
                 # a byte per chunk, each sent with its command, would dodge it.
@@ -468,9 +484,12 @@ class Session:
         """Wait for the client's bytes under ``deadline``."""
         wait.deadline = deadline
         if idle:
-            # Shutdown cancels the idle sessions' waits.
+            # Shutdown cancels the idle sessions' waits, from now on; if it
+            # began since _receive looked, cancel this one here.
             idle_scopes = self._context.idle_scopes
             idle_scopes.add(wait)
+            if self._context.shutting_down:
+                wait.cancel()
         try:
             while True:
                 await transport.wait_receivable()
@@ -544,15 +563,24 @@ class Session:
         wait.deadline = trio.current_time() + limit
         try:
             result = await _resume(steps, trap)
-        except BaseException:
+        except trio.Cancelled:
             if not wait.cancel_called:
-                # (Past the deadline, _converse reads _waiting to see why.)
                 self._end_hook_wait(wait)
+            # (Otherwise the hook timed out: _converse reads _waiting.)
             raise
-        # Should the deadline have passed after the hook's last wait, time
-        # out here, with the decision still pending.
-        await self._lift_deadline(wait)
-        self._waiting = _Waiting.NOTHING
+        except BaseException:
+            # The hook failed: that is its answer, even past the deadline.
+            self._end_hook_wait(wait)
+            if wait.cancel_called:
+                self._waiting = _Waiting.SPENT
+            raise
+        # The hook answered, maybe as its deadline passed (a thread that
+        # cannot be abandoned finishes its work): the answer stands.  A
+        # Mailer that has stored the message must not be reported as failed,
+        # or every retry would store it again.
+        self._end_hook_wait(wait)
+        if wait.cancel_called:
+            self._waiting = _Waiting.SPENT
         return result
 
     def _end_hook_wait(self, wait: trio.CancelScope) -> None:
@@ -691,8 +719,8 @@ class Session:
         self._auth_failures += 1
         from_address = self._context.auth_failures.failed(self.peer[0], trio.current_time())
         failures = max(self._auth_failures, from_address)
-        delay = self._config.auth_failure_delay * 2 ** (failures - 1)
-        await trio.sleep(min(delay, MAX_PENALTY_DELAY))
+        delay = self._config.auth_failure_delay * 2 ** min(failures - 1, 32)
+        await self._penalty(min(delay, MAX_PENALTY_DELAY))
 
     def _check_auth_failures(self, conn: ServerConnection) -> None:
         if self._auth_failures >= self._config.max_auth_failures:
@@ -856,7 +884,12 @@ class Session:
         elif errors > config.soft_error_limit and delay:
             # Postfix's soft limit: each further error costs the client time.
             excess = errors - config.soft_error_limit
-            await trio.sleep(min(config.error_delay * excess, MAX_PENALTY_DELAY))
+            await self._penalty(min(config.error_delay * excess, MAX_PENALTY_DELAY))
+
+    async def _penalty(self, seconds: float) -> None:
+        """Make the client wait; not in a spent scope, where it would end at once."""
+        if self._waiting is not _Waiting.SPENT:
+            await trio.sleep(seconds)
 
     _handlers: ClassVar[dict[type, Callable[..., Awaitable[None]]]] = {
         Hello: _on_hello,

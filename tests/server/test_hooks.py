@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Sequence
 
 import pytest
@@ -168,6 +169,48 @@ async def test_shutdown_grace_lets_a_message_in_flight_finish(
             assert trio.current_time() - start < 10
     assert server.cancelled
     assert len(mailer.delivered) == 1
+
+
+async def test_shutdown_tells_an_idle_session_at_once_even_as_it_answers_a_command(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # The command arrives, and shutdown begins, in the same pass of trio's
+    # loop: trio then runs the session and serve's shutdown in either order,
+    # and the session may be between its answer and its next wait.  It must
+    # not then wait out the grace period.  Twenty tries: each order comes up.
+    for _ in range(20):
+        async with running(cert_set, config=base_config(shutdown_grace=10)) as server:
+            raw = socket.create_connection(server.mx)
+            client = Client(trio.SocketStream(trio.socket.from_stdlib_socket(raw)))
+            async with client:
+                await client.greeting_and_ehlo()
+                await trio.testing.wait_all_tasks_blocked()
+                raw.send(b"NOOP\r\n")  # no checkpoint between the two
+                server.stop()
+                start = trio.current_time()
+                reply = await client.reply()
+                if reply.code == 250:  # NOOP answered before the shutdown began
+                    reply = await client.reply()
+                assert (reply.code, reply.enhanced) == (421, "4.3.2")
+                assert trio.current_time() == start
+
+
+async def test_shutdown_tells_a_session_half_way_through_a_command_at_once(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # Between transactions half a line is no message in flight.
+    async with (
+        running(cert_set, config=base_config(shutdown_grace=10)) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"NOO")
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        server.stop()
+        bye = await client.reply()
+        assert (bye.code, bye.enhanced) == (421, "4.3.2")
+        assert trio.current_time() == start
 
 
 async def test_shutdown_refuses_a_transaction_pipelined_after_the_one_in_flight(

@@ -15,7 +15,15 @@ import trio.testing
 
 import smtp_recv
 
-from .conftest import PASSWORD, CertSet, Client, RecordingMailer, base_config, running
+from .conftest import (
+    PASSWORD,
+    CertSet,
+    Client,
+    Delivered,
+    RecordingMailer,
+    base_config,
+    running,
+)
 
 MockClock = trio.testing.MockClock
 ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
@@ -510,13 +518,14 @@ async def test_hooks_with_their_own_scopes_are_bounded_and_the_session_goes_on(
         assert (await client.reply()).code == 250
 
 
-async def test_a_hook_that_returns_after_its_deadline_without_waiting_again_times_out(
+async def test_a_hook_that_answers_as_its_deadline_passes_is_heard(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
     # The hook's last wait ends before the deadline, then it works past the
-    # deadline without another checkpoint (the clock jumps under it).  Its
-    # answer comes too late: the RCPT gets the timeout's 451 and the session
-    # goes on, rather than failing later at some unrelated checkpoint.
+    # deadline without another checkpoint (the clock jumps under it), as a
+    # thread that cannot be abandoned does.  It has answered: the answer is
+    # used, and the session goes on in a fresh scope, without failing later
+    # at some unrelated wait.
     class LateHook:
         async def lookup(self, recipient: str) -> Sequence[str]:
             await trio.sleep(4)
@@ -531,8 +540,54 @@ async def test_a_hook_that_returns_after_its_deadline_without_waiting_again_time
         await client.greeting_and_ehlo()
         assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
         late = await client.command("RCPT TO:<bob@example.com>")
-        assert (late.code, late.enhanced) == (451, "4.3.0")
+        assert (late.code, late.enhanced) == (250, "2.1.5")
         assert (await client.command("NOOP")).code == 250
+        assert (await client.command("RSET")).code == 250
+
+
+async def test_a_mailer_that_stores_the_message_as_its_deadline_passes_gets_250(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # RFC 5321 6.1: once the message is stored, a failure reply would make
+    # the client send it again, and every retry would store another copy.
+    class LateMailer(RecordingMailer):
+        async def _take(self, mail: smtp_recv.Mail) -> None:
+            await trio.sleep(4)
+            autojump_clock.jump(4)  # a Maildir write on a slow disk, in a thread
+            self.delivered.append(Delivered(mail, mail.data, mail.content.in_memory))
+
+    mailer = LateMailer()
+    config = base_config(mailer_timeout=7)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        stored = await client.send_message("a@b.example", ["bob@example.com"])
+        assert (stored.code, stored.enhanced) == (250, "2.0.0")
+        assert (await client.command("NOOP")).code == 250
+    assert len(mailer.delivered) == 1
+
+
+async def test_a_hook_that_fails_as_its_deadline_passes_fails_that_command_only(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    class LateFailure:
+        async def lookup(self, recipient: str) -> Sequence[str]:
+            await trio.sleep(4)
+            autojump_clock.jump(2)
+            raise ConnectionError("the directory went away")
+
+    config = base_config(hook_timeout=5, soft_error_limit=0)
+    async with (
+        running(cert_set, config=config, forward=LateFailure()) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        failed = await client.command("RCPT TO:<bob@example.com>")
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        # Not a timeout blamed on the client, nor an internal error.
         assert (await client.command("RSET")).code == 250
 
 
