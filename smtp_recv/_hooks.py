@@ -106,6 +106,7 @@ class Mailer(Protocol):
     The server replies ``250`` to the end of a message only after the method
     returned; an exception gives ``451 4.3.0`` so the client retries, and a
     :class:`Reject` gives its own reply.  Either way, nothing acknowledged is lost.
+    ``mail.content`` is released when the method returns: copy what you keep.
     """
 
     async def send(self, mail: UserMail) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-import shutil
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,10 +50,16 @@ class MessageContent:
 
     Small messages stay in memory; a message larger than the server's
     ``spool_threshold`` is written to an anonymous temporary file as it
-    arrives, so a 30 MB message never sits whole in memory.  Read it once with
+    arrives, so a 30 MB message never sits whole in memory.  Read it with
     :meth:`read`, or stream it with :meth:`chunks` or :meth:`copy_to`.  These
     read a file when spooled, so call them from a worker thread
-    (``trio.to_thread.run_sync``) when the message may be large.
+    (``trio.to_thread.run_sync``) when the message may be large.  Each call
+    reads from the start on its own, so several may run at once (a copy to
+    each of several mailboxes, in threads).
+
+    The content is valid until the Mailer returns: the server then releases
+    it, and reading it raises ``ValueError``, whatever its size.  A Mailer
+    that hands the message on to be stored later must copy it first.
     """
 
     __slots__ = ("_data", "_file", "size")
@@ -78,9 +84,7 @@ class MessageContent:
         """Return the whole message."""
         if self._data is not None:
             return self._data
-        assert self._file is not None
-        self._file.seek(0)
-        return self._file.read()
+        return b"".join(self._pieces(1 << 20))
 
     def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
         """Yield the message in pieces of at most ``size`` bytes."""
@@ -89,22 +93,33 @@ class MessageContent:
             for start in range(0, len(view), size):
                 yield bytes(view[start : start + size])
             return
-        assert self._file is not None
-        self._file.seek(0)
-        while piece := self._file.read(size):
-            yield piece
+        yield from self._pieces(size)
 
     def copy_to(self, target: BinaryIO | IO[bytes]) -> None:
         """Write the whole message to an open binary file."""
         if self._data is not None:
             target.write(self._data)
             return
-        assert self._file is not None
-        self._file.seek(0)
-        shutil.copyfileobj(self._file, target, 1 << 20)
+        for piece in self._pieces(1 << 20):
+            target.write(piece)
+
+    def _pieces(self, size: int) -> Iterator[bytes]:
+        # By offset (pread), not through the file's one shared position:
+        # readers in several threads must not move each other's place.
+        if self._file is None or self._file.closed:
+            raise ValueError("the message content was released when the Mailer returned")
+        descriptor = self._file.fileno()
+        offset = 0
+        while offset < self.size:
+            piece = os.pread(descriptor, min(size, self.size - offset), offset)
+            if not piece:
+                raise ValueError(f"the spool file ended at {offset} of {self.size} bytes")
+            offset += len(piece)
+            yield piece
 
     def close(self) -> None:
-        """Release the spool file; the server calls this after the Mailer returns."""
+        """Release the message; the server calls this after the Mailer returns."""
+        self._data = None
         if self._file is not None:
             self._file.close()
 

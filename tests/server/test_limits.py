@@ -6,6 +6,7 @@ same run, so a 30-second timeout takes no wall time and is measured exactly.
 
 from __future__ import annotations
 
+import io
 import ssl
 from collections.abc import Sequence
 
@@ -121,6 +122,79 @@ async def test_spool_threshold_spools_only_messages_over_it(cert_set: CertSet, s
     (delivered,) = mailer.delivered
     assert delivered.data.endswith(body)
     assert delivered.in_memory is (len(delivered.data) <= threshold)
+
+
+@pytest.mark.parametrize("size", [500, 3_000_000])
+async def test_readers_of_one_message_at_once_each_get_all_of_it(
+    cert_set: CertSet, size: int
+) -> None:
+    # A Mailer storing a copy per mailbox, in threads, reads the content
+    # several times at once; in memory or spooled, no reader moves another.
+    body = b"Subject: s\r\n\r\n" + bytes(range(32, 127)) * (size // 95) + b"\r\n"
+    copies: list[bytes] = []
+
+    class CopyingMailer(RecordingMailer):
+        async def _take(self, mail: smtp_recv.Mail) -> None:
+            def copy() -> None:
+                out = io.BytesIO()
+                mail.content.copy_to(out)
+                copies.append(out.getvalue())
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(4):
+                    nursery.start_soon(trio.to_thread.run_sync, copy)
+            # Two streams taken in turn, a read() between their pieces.
+            first, second = mail.content.chunks(65536), mail.content.chunks(65536)
+            interleaved: tuple[list[bytes], list[bytes]] = ([], [])
+            for a, b in zip(first, second, strict=True):
+                interleaved[0].append(a)
+                interleaved[1].append(b)
+                assert len(mail.content.read()) == mail.content.size
+            copies.extend(b"".join(part) for part in interleaved)
+            await super()._take(mail)
+
+    mailer = CopyingMailer()
+    config = base_config(spool_threshold=2_000)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"], body)).code == 250
+    (delivered,) = mailer.delivered
+    assert delivered.in_memory is (size < 2_000)
+    assert len(copies) == 6
+    assert all(copy == delivered.data for copy in copies)
+    assert delivered.data.endswith(body)
+
+
+@pytest.mark.parametrize("size", [500, 50_000])
+async def test_the_content_is_released_when_the_mailer_returns_whatever_its_size(
+    cert_set: CertSet, size: int
+) -> None:
+    # The same rule in memory and spooled, so a Mailer that keeps the
+    # content past its return fails in its tests, not on the first large
+    # message in production.
+    kept: list[smtp_recv.Mail] = []
+
+    class KeepingMailer(RecordingMailer):
+        async def _take(self, mail: smtp_recv.Mail) -> None:
+            kept.append(mail)
+
+    body = b"Subject: s\r\n\r\n" + b"y" * size + b"\r\n"
+    async with (
+        running(
+            cert_set, config=base_config(spool_threshold=2_000), mailer=KeepingMailer()
+        ) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"], body)).code == 250
+    (mail,) = kept
+    with pytest.raises(ValueError, match="released when the Mailer returned"):
+        mail.content.read()
+    with pytest.raises(ValueError, match="released when the Mailer returned"):
+        list(mail.content.chunks())
 
 
 SMUGGLED = (
