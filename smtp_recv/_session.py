@@ -768,9 +768,12 @@ class Session:
         await self._spool.append(event.data)
 
     async def _on_message_complete(self, conn: ServerConnection, event: MessageComplete) -> None:
-        spool, self._spool = self._spool, None
+        spool = self._spool
         assert spool is not None
+        # Still ours until finish() returns: cancelled in it, the session's
+        # cleanup discards the spool and closes its file.
         content = await spool.finish()
+        self._spool = None
         recipients, self._recipients = tuple(self._recipients), []
         try:
             reply = await self._deliver(conn, event, content, recipients)

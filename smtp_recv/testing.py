@@ -191,8 +191,9 @@ async def serve_for_tests(
         domains: the MX listener accepts any address at these (ignored with
             ``forward``).
         forward, auth, mailer, sender_policy: your own hooks instead.
-        config: overrides; the listeners are always moved to 127.0.0.1:0,
-            and reverse DNS is off unless you set the config yourself.
+        config: overrides; the listeners are always moved to 127.0.0.1:0.
+            Without one, reverse DNS is off and ``shutdown_grace`` is half a
+            second, so a test that ends mid-message is not held up.
         hostnames: names on the server's certificate.
     """
     try:
@@ -200,7 +201,9 @@ async def serve_for_tests(
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("smtp_recv.testing needs trustme: pip install trustme") from None
     if config is None:
-        config = ServerConfig(hostname="mx.example.com", reverse_dns=False)
+        # A short grace: a test that stops mid-message must not wait 30 s
+        # for its teardown.
+        config = ServerConfig(hostname="mx.example.com", reverse_dns=False, shutdown_grace=0.5)
     config = dataclasses.replace(
         config,
         mx=ListenerConfig(host="127.0.0.1", port=0, enabled=config.mx.enabled),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 
 from smtp_recv.testing import TestServer, ThreadedTestServer, serve_for_tests
 
@@ -67,6 +68,19 @@ async def test_serve_for_tests_lets_the_body_exception_through_unwrapped() -> No
     with pytest.raises(KeyError, match="raised in the body"):
         async with serve_for_tests():
             raise KeyError("raised in the body")
+
+
+async def test_a_test_that_ends_mid_message_is_not_held_up_by_the_grace_period(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with serve_for_tests() as server:
+        stream = await trio.open_tcp_stream(*server.mx)
+        await stream.send_all(b"EHLO x\r\nMAIL FROM:<a@b.example>\r\n")
+        await stream.send_all(b"RCPT TO:<bob@example.com>\r\nDATA\r\nhalf a mess")
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+    assert trio.current_time() - start <= 0.5
+    await stream.aclose()
 
 
 async def test_serve_for_tests_can_disable_a_listener() -> None:
