@@ -139,8 +139,10 @@ class CertByHost(Protocol):
     certificate from inside the handshake (``SSLContext.sni_callback``), where
     nothing can be awaited.  The alternative, reading and parsing the
     ClientHello ourselves before the handshake, would put a hand-written TLS
-    parser in front of every connection.  Certificates change rarely, so keep
-    them in memory and refresh that map from a task of your own.
+    parser in front of every connection.  The map changes rarely, so keep it
+    in memory and refresh it from a task of your own.  The files a
+    :class:`Certificate` names are looked at again at most once a second,
+    so a certificate renewed in place is served without a restart.
     """
 
     def get(self, host: str | None) -> Certificate | None:

@@ -313,7 +313,7 @@ class Session:
         self._replies_possible = False
         with trio.move_on_after(self._config.tls_handshake_timeout) as scope:
             try:
-                tls = await self._transport.start_tls(self._context.tls.context)
+                tls = await self._transport.start_tls(self._context.tls.current())
             except trio.BrokenResourceError as error:
                 log.info("%s TLS handshake failed: %s", self.id, error.__cause__ or error)
                 return False

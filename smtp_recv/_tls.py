@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
 import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ._hooks import CertByHost, Certificate
@@ -13,43 +17,111 @@ log = logging.getLogger("smtp_recv.tls")
 # The attribute under which the SNI name is kept on the SSLSocket of a
 # handshake; Python has no public server-side accessor for it.
 _SNI_ATTRIBUTE = "_smtp_recv_server_name"
+#: Seconds between two looks at a certificate's files (and at the default
+#: certificate the hook names): renewed files are served within this long.
+RECHECK_INTERVAL = 1.0
+#: Contexts kept for certificates no longer in use are dropped past this many.
+MAX_CONTEXTS = 256
+
+
+def _identity(path: Path | None) -> tuple[int, int, int, int] | None:
+    """What changes when a file is replaced or rewritten (certbot renews in place)."""
+    if path is None:
+        return None
+    status = os.stat(path)
+    return (status.st_dev, status.st_ino, status.st_size, status.st_mtime_ns)
+
+
+@dataclass(slots=True)
+class _Loaded:
+    context: ssl.SSLContext
+    files: tuple[tuple[int, int, int, int] | None, ...]
+    checked_at: float
 
 
 class TLSContexts:
     """Builds and caches one hardened ``SSLContext`` per certificate.
 
-    ``context`` is the context every handshake starts with: it holds the
+    :meth:`current` is the context every handshake starts with: it holds the
     default certificate (``certs.get(None)``), and its ``sni_callback`` swaps
     in the context of the certificate for the name the client asked for.  No
     SNI or an unknown name keeps the default, on both listeners: Postfix, the
     most common sending MTA, sends no SNI by default.
+
+    Certificates are renewed without a restart: at most once a second per
+    certificate, the files are looked at again, and a context whose files
+    were replaced or rewritten is built anew (the old one serves on if the
+    new files do not load, for instance while half written).  The default is
+    asked of the hook again just as often.
     """
 
     def __init__(self, certs: CertByHost) -> None:
         self._certs = certs
-        self._cache: dict[Certificate, ssl.SSLContext] = {}
+        self._loaded: dict[Certificate, _Loaded] = {}
         default = certs.get(None)
         if default is None:
             raise ValueError("CertByHost.get(None) must return the default certificate")
-        self.context = self._context_for(default)
+        self._default = default
+        self._default_checked_at = time.monotonic()
+        self._context_for(default)
+
+    def current(self) -> ssl.SSLContext:
+        """The context for a new handshake: the default certificate's."""
+        now = time.monotonic()
+        if now - self._default_checked_at >= RECHECK_INTERVAL:
+            self._default_checked_at = now
+            try:
+                default = self._certs.get(None)
+            except Exception:
+                log.exception("the default certificate lookup failed; keeping the last one")
+            else:
+                if default is not None:
+                    self._default = default
+        return self._context_for(self._default)
 
     def _context_for(self, certificate: Certificate) -> ssl.SSLContext:
-        context = self._cache.get(certificate)
-        if context is None:
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            # RFC 8996 deprecates TLS 1.0 and 1.1; RFC 8314 4.1 asks for 1.2+.
-            context.minimum_version = ssl.TLSVersion.TLSv1_2
-            # Renegotiation is a DoS lever and has no use in SMTP.
-            context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
-            context.load_cert_chain(certificate.certfile, certificate.keyfile)
-            # TLS 1.3 sends session tickets after every handshake, two by
-            # default, for browsers that open connections in parallel.  An
-            # SMTP client opens one at a time, and every connection, resumed
-            # or not, hands it a fresh ticket: one is enough for it to resume
-            # the next, and each one costs the server a ticket to encrypt.
-            context.num_tickets = 1
-            context.sni_callback = self._choose
-            self._cache[certificate] = context
+        loaded = self._loaded.get(certificate)
+        now = time.monotonic()
+        if loaded is not None and now - loaded.checked_at < RECHECK_INTERVAL:
+            return loaded.context
+        try:
+            files = (_identity(certificate.certfile), _identity(certificate.keyfile))
+            if loaded is not None and files == loaded.files:
+                loaded.checked_at = now
+                return loaded.context
+            context = self._build(certificate)
+        except (OSError, ssl.SSLError) as error:
+            if loaded is None:
+                raise
+            log.warning(
+                "reloading %s failed (%s); serving the one loaded before",
+                certificate.certfile,
+                error,
+            )
+            loaded.checked_at = now
+            return loaded.context
+        if loaded is not None:
+            log.info("certificate %s reloaded", certificate.certfile)
+        self._loaded.pop(certificate, None)
+        if len(self._loaded) >= MAX_CONTEXTS:
+            del self._loaded[next(iter(self._loaded))]  # the least recently built
+        self._loaded[certificate] = _Loaded(context, files, now)
+        return context
+
+    def _build(self, certificate: Certificate) -> ssl.SSLContext:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        # RFC 8996 deprecates TLS 1.0 and 1.1; RFC 8314 4.1 asks for 1.2+.
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        # Renegotiation is a DoS lever and has no use in SMTP.
+        context.options |= ssl.OP_NO_RENEGOTIATION | ssl.OP_NO_COMPRESSION
+        context.load_cert_chain(certificate.certfile, certificate.keyfile)
+        # TLS 1.3 sends session tickets after every handshake, two by
+        # default, for browsers that open connections in parallel.  An
+        # SMTP client opens one at a time, and every connection, resumed
+        # or not, hands it a fresh ticket: one is enough for it to resume
+        # the next, and each one costs the server a ticket to encrypt.
+        context.num_tickets = 1
+        context.sni_callback = self._choose
         return context
 
     def _choose(self, ssl_object: Any, server_name: str | None, context: ssl.SSLContext) -> None:

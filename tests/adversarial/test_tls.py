@@ -129,7 +129,7 @@ def test_server_context_hardening(tmp_path: Path) -> None:
     pem = tmp_path / "cert.pem"
     ca.issue_cert("localhost").private_key_and_cert_chain_pem.write_to_path(str(pem))
     contexts = TLSContexts(_Certs({None: Certificate(pem)}))
-    context = contexts.context
+    context = contexts.current()
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert context.options & ssl.OP_NO_RENEGOTIATION
     assert context.options & ssl.OP_NO_COMPRESSION

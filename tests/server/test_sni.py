@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import ssl
+from pathlib import Path
 
 import pytest
+import trio
 
 import smtp_recv
+from smtp_recv import _tls as tls
 
 from .conftest import Certs, CertSet, Client, running
 
@@ -116,6 +119,50 @@ async def test_auth_verify_receives_the_sni_host(cert_set: CertSet) -> None:
 def test_hardened_context_refuses_old_tls(cert_set: CertSet) -> None:
     from smtp_recv._tls import TLSContexts
 
-    context = TLSContexts(cert_set.certs()).context
+    context = TLSContexts(cert_set.certs()).current()
     assert context.minimum_version >= ssl.TLSVersion.TLSv1_2
     assert context.options & ssl.OP_NO_RENEGOTIATION
+
+
+@pytest.mark.parametrize("server_name", [None, "mail.example.com"], ids=["default", "by-SNI"])
+async def test_a_certificate_renewed_in_place_is_served_without_a_restart(
+    cert_set: CertSet, tmp_path: Path, server_name: str | None
+) -> None:
+    # certbot and the like rewrite the same files: new handshakes must get
+    # the new certificate, or it expires while the server runs on.
+    live = {None: tmp_path / "default.pem", "mail.example.com": tmp_path / "mail.pem"}
+    names = {None: ("mx.example.com", "localhost"), "mail.example.com": ("mail.example.com",)}
+
+    def issue(extra: str) -> None:
+        for key, path in live.items():
+            cert_set.ca.issue_cert(*names[key], extra).private_key_and_cert_chain_pem.write_to_path(
+                str(path)
+            )
+
+    issue("before.example.com")
+    certs = Certs({key: smtp_recv.Certificate(path) for key, path in live.items()})
+    async with running(cert_set, certs=certs) as server:
+        async with await connect_tls(server.submission, "submission", cert_set, server_name) as c:
+            assert "before.example.com" in san(c)
+        issue("after.example.com")
+        await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
+        async with await connect_tls(server.submission, "submission", cert_set, server_name) as c:
+            assert "after.example.com" in san(c)
+            assert (await c.command("NOOP")).code == 250
+
+
+async def test_renewed_files_that_do_not_load_leave_the_last_certificate_serving(
+    cert_set: CertSet, tmp_path: Path
+) -> None:
+    # Caught half way through the renewal: the last good certificate serves.
+    live = tmp_path / "default.pem"
+    cert_set.ca.issue_cert(
+        "mx.example.com", "localhost"
+    ).private_key_and_cert_chain_pem.write_to_path(str(live))
+    certs = Certs({None: smtp_recv.Certificate(live)})
+    async with running(cert_set, certs=certs) as server:
+        live.write_bytes(live.read_bytes()[:100])
+        await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
+        async with await connect_tls(server.submission, "submission", cert_set, None) as c:
+            assert "mx.example.com" in san(c)
+            assert (await c.command("NOOP")).code == 250
