@@ -351,7 +351,7 @@ class ServerConnection:
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Refusal(replies.INVALID_UTF8) from None
+            raise _Refusal(self._undecodable(line)) from None
         word, _, argument = text.partition(" ")
         name = word.upper()
         verb = _VERBS.get(name)
@@ -580,6 +580,18 @@ class ServerConnection:
         # passes nothing on but must still be drained, so that the buffer
         # stays under DATA_FLUSH whenever more data is asked for.
         return len(self._buffer) < buffered
+
+    def _undecodable(self, line: bytes) -> Reply:
+        """The reply to a command line that is not UTF-8."""
+        verb = _VERBS.get(line.partition(b" ")[0].decode("ascii", "replace").upper())
+        if verb is None:
+            return replies.INVALID_UTF8
+        if verb is Verb.BDAT:
+            # Without a readable size the chunk cannot be framed.
+            self.abort(replies.BDAT_SYNTAX)
+            raise ProtocolError(replies.BDAT_SYNTAX)
+        # RFC 5321 4.2.2: a known command with a bad argument is 501.
+        return replies.INVALID_UTF8_ARGUMENT
 
     def _bdat(self, argument: str) -> None:
         words = argument.split(" ")

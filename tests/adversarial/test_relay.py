@@ -227,7 +227,8 @@ rows += [
         listener="mx",
         prelude="greet",
         send=b"MAIL FROM:<j\xf6ran@victim.example> SMTPUTF8\r\n",
-        expect=("500 5.5.2",),
+        # RFC 5321 4.2.2: a known command with a bad argument is 501.
+        expect=("501 5.5.4",),
     ),
     Row(
         name="path-without-brackets",

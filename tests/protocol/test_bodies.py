@@ -371,6 +371,16 @@ def test_rfc3030_bdat_without_a_readable_size_ends_the_session(argument: str) ->
     assert dialogue.state is State.CLOSED
 
 
+def test_rfc3030_a_bdat_line_not_utf8_ends_the_session() -> None:
+    # Its size cannot be read either: the chunk's bytes must never be taken
+    # for commands.
+    dialogue = in_transaction()
+    assert dialogue.send(b"BDAT 3\xff LAST\r\nMAIL FROM:<x@y.z>\r\n") == (
+        replies.BDAT_SYNTAX.to_bytes()
+    )
+    assert dialogue.state is State.CLOSED
+
+
 def test_bdat_without_chunking_is_502_and_its_chunk_skipped() -> None:
     dialogue = in_transaction(chunking=False)
     out = dialogue.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")

@@ -469,9 +469,19 @@ def test_rfc5321_2_3_8_only_crlf_ends_a_command(split: Split) -> None:
     assert dialogue.state is State.GREETED
 
 
-def test_a_command_line_that_is_not_utf8_is_500() -> None:
+def test_rfc5321_4_2_2_a_known_command_with_an_argument_not_utf8_is_501() -> None:
     dialogue = greeted()
-    assert dialogue.say(b"MAIL FROM:<\xff@b.example>") == replies.INVALID_UTF8.to_bytes()
+    assert (
+        dialogue.say(b"MAIL FROM:<\xff@b.example>") == b"501 5.5.4 Argument is not valid UTF-8\r\n"
+    )
+    assert dialogue.say(b"NOOP \xff") == b"501 5.5.4 Argument is not valid UTF-8\r\n"
+    assert dialogue.state is State.GREETED
+
+
+def test_a_command_line_not_utf8_that_names_no_command_is_500() -> None:
+    dialogue = greeted()
+    assert dialogue.say(b"M\xffIL FROM:<a@b.example>") == replies.INVALID_UTF8.to_bytes()
+    assert dialogue.say(b"\xff") == replies.INVALID_UTF8.to_bytes()
 
 
 def test_rfc5321_4_5_3_1_4_noop_with_600_octets_is_500_and_the_session_goes_on() -> None:
