@@ -319,18 +319,24 @@ def _format_address(host: str, port: int) -> str:
 
 
 def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
-    """Print where the server listens, then the plan's notes."""
+    """Print where the server listens, then the plan's notes.
+
+    In one write: workers share the supervisor's output, and with
+    PYTHONUNBUFFERED each print is a write of its own, so two workers'
+    lines could otherwise interleave mid-line.
+    """
+    lines: list[str] = []
     for title, kind, addresses in (
         ("MX", "SMTP with STARTTLS", listening.mx),
         ("Submission", "implicit TLS, AUTH PLAIN/LOGIN", listening.submission),
     ):
         for host, port in addresses:
-            print(f"{title} listening on {_format_address(host, port)} ({kind})", file=out)
+            lines.append(f"{title} listening on {_format_address(host, port)} ({kind})")
         if not addresses:
-            print(f"{title} disabled", file=out)
-    for note in plan.notes:
-        print(note, file=out)
-    print("Ready; Ctrl-C, SIGTERM or SIGHUP stops gracefully, a second one at once.", file=out)
+            lines.append(f"{title} disabled")
+    lines.extend(plan.notes)
+    lines.append("Ready; Ctrl-C, SIGTERM or SIGHUP stops gracefully, a second one at once.")
+    out.write("".join(f"{line}\n" for line in lines))
     out.flush()
 
 

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import re
 import signal
 import smtplib
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -93,28 +95,36 @@ def supervisor(
         if inherited:
             command = ["sh", "-c", 'exec "$@" 3</dev/null 4</dev/null', "sh", *command]
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        # Read in a thread, so that a server that never gets ready fails the
+        # test after TIMEOUT instead of hanging it.
+        lines: queue.Queue[str] = queue.Queue()
+        output = process.stdout
+        assert output is not None
+        reader = threading.Thread(target=lambda: [lines.put(line) for line in output])
+        reader.start()
         try:
-            assert process.stdout is not None
             port = 0
             ready = 0
-            for line in process.stdout:
+            deadline = time.monotonic() + TIMEOUT
+            while ready < 2:
+                try:
+                    line = lines.get(timeout=max(deadline - time.monotonic(), 0.01))
+                except queue.Empty:
+                    pytest.fail(f"the workers were not ready in {TIMEOUT} s:\n{log.read_text()}")
                 if match := BOUND.match(line.strip()):
                     port = int(match[2])
                 ready += line.startswith("Ready")
-                if ready == 2:
-                    break
             assert port, "the supervisor printed no MX socket"
-            assert ready == 2, log.read_text()
             yield process, port, log
         finally:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            if process.stdout is not None:
-                process.stdout.close()
             for pid in worker_pids(log).values():  # none may outlive the test
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+            if process.poll() is None:
+                process.kill()
+            process.wait()
+            reader.join(TIMEOUT)  # every writer is gone: the pipe is at its end
+            output.close()
 
 
 def gone(pid: int) -> bool:
