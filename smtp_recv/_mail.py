@@ -84,7 +84,8 @@ class MessageContent:
         """Return the whole message."""
         if self._data is not None:
             return self._data
-        return b"".join(self._pieces(1 << 20))
+        # One piece as large as the message: join() hands it back uncopied.
+        return b"".join(self._pieces(max(self.size, 1)))
 
     def chunks(self, size: int = 1 << 20) -> Iterator[bytes]:
         """Yield the message in pieces of at most ``size`` bytes."""
