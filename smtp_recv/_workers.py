@@ -227,10 +227,22 @@ class Supervisor:
         return self._signals > 0
 
     def _wait_for_all(self) -> int:
+        """Wait for every worker; the status one process would have exited with.
+
+        A graceful stop is 0 in every worker.  A second signal stops them at
+        once with ``128 + signal``, as it does one process, and the
+        supervisor says so too: a service manager must see the difference.
+        A worker still starting when the stop signal came dies of it before
+        it can handle it; it served nobody, so that is a clean stop too.
+        """
+        status = 0
         for worker in self._workers.values():
-            worker.wait()
+            code = worker.wait()
+            if code < 0:  # killed by a signal it did not handle
+                code = 0 if -code in STOP_SIGNALS else 128 - code
+            status = status or code
         log.info("all workers stopped")
-        return 0
+        return status
 
 
 def worker_command(argv: Sequence[str]) -> list[str]:

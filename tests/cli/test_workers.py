@@ -214,3 +214,64 @@ def test_a_stopping_supervisor_refuses_new_clients_while_a_message_finishes(
         assert process.wait(TIMEOUT) == 0
     stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
     assert len(stored) == 1
+
+
+def test_a_second_signal_stops_the_workers_at_once_with_the_status_one_process_gives(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    with supervisor(tmp_path, certificate_authority) as (process, port, log):
+        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        client.ehlo()
+        client.mail("a@example.org")
+        client.rcpt("bob@example.com")
+        assert client.docmd("DATA")[0] == 354
+        client.send(MESSAGE)  # in flight, so the first signal cannot finish the stop
+        process.send_signal(signal.SIGTERM)
+        # trio merges a signal that comes again before it is read: wait until
+        # the workers have taken the first.
+        wait_for(lambda: log.read_text().count("SIGTERM: shutting down") == 2, "a graceful stop")
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 128 + signal.SIGTERM
+        client.close()
+    # The message never had its 250: the client still holds it.
+    assert not new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+
+
+SUPERVISE_ONE = """
+import os, signal, socket, sys, threading
+from smtp_recv._workers import Supervisor
+listener = socket.create_server(("127.0.0.1", 0))
+supervisor = Supervisor([sys.executable, "-c", sys.argv[1]], [("mx", listener)])
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
+sys.exit(supervisor.run(1))
+"""
+
+
+@pytest.mark.parametrize(
+    ("worker", "status"),
+    [
+        # Still starting: the stop signal's default action ends it, with nothing in flight.
+        ("import time; time.sleep(30)", 0),
+        # A crash while stopping is not a clean stop.
+        (
+            "import os, signal, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: os.kill(os.getpid(), signal.SIGSEGV))\n"
+            "time.sleep(30)",
+            128 + signal.SIGSEGV,
+        ),
+        (
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))\n"
+            "time.sleep(30)",
+            3,
+        ),
+    ],
+    ids=["killed-while-starting", "crashed", "failed"],
+)
+def test_the_supervisor_exit_status_reports_how_its_workers_stopped(
+    worker: str, status: int
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", SUPERVISE_ONE, worker], capture_output=True, timeout=TIMEOUT
+    )
+    assert result.returncode == status, result.stderr
