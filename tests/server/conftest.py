@@ -18,14 +18,16 @@ import trustme
 
 import smtp_recv
 from smtp_recv import Certificate, Mail, UserMail
+from smtp_recv._session import MAX_PENALTY_DELAY
 from smtp_recv.pytest_plugin import smtp_server, smtp_server_thread
 from smtp_recv.testing import AcceptDomains, MemoryMailer, PasswordTable
 
 __all__ = ["smtp_server", "smtp_server_thread"]  # the plugin's fixtures, for these tests
 
 #: Every wait in these tests is bounded by this (real or virtual) time; longer
-#: than any timeout the autojump tests configure, so theirs fire first.
-WAIT = 30.0
+#: than any timeout the autojump tests configure, so theirs fire first, and
+#: than the longest penalty delay the server makes a client wait.
+WAIT = 2 * MAX_PENALTY_DELAY
 PASSWORD = "Tr0ub4dor&3-very-distinctive"
 USERS = {"user@example.com": PASSWORD}
 

@@ -15,6 +15,7 @@ import trio
 import trio.testing
 
 import smtp_recv
+from smtp_recv._session import MAX_PENALTY_DELAY
 
 from .conftest import (
     PASSWORD,
@@ -372,6 +373,30 @@ async def test_auth_failure_delay_doubles_with_each_failure(
         start = trio.current_time()
         assert (await client.command("*")).code == 501
         assert trio.current_time() - start == pytest.approx(8.0, abs=0.01)
+
+
+async def test_auth_failure_delay_stops_growing_at_its_cap(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # Limits high enough that failures go on until 2 ** failures no longer
+    # fits a float: the delay must stay at its cap, not fail.
+    config = base_config(
+        auth_failure_delay=1.0,
+        max_auth_failures=2000,
+        max_auth_failures_per_ip=2000,
+        soft_error_limit=2000,
+        hard_error_limit=2000,
+        session_timeout=86400,
+    )
+    async with (
+        running(cert_set, config=config) as server,
+        await submission_client(server.submission, cert_set) as client,
+    ):
+        for _ in range(1030):
+            start = trio.current_time()
+            assert (await client.login(password="wrong")).code == 535
+        assert trio.current_time() - start == pytest.approx(MAX_PENALTY_DELAY, abs=0.01)
+        assert (await client.login()).code == 235
 
 
 # -- timeouts ---------------------------------------------------------------------
