@@ -142,6 +142,21 @@ class ServerContext:
             scope.cancel()
 
 
+class _HookTimedOut(BaseException):
+    """A hook's deadline cut it off; raised past the event handlers to ``_converse``.
+
+    A ``BaseException``, so that the handlers' ``except Exception`` (a hook
+    that failed) does not take it for the hook's own failure.
+    """
+
+
+def _holds_cancelled(error: BaseException) -> bool:
+    """Whether ``error`` is, or a group of it holds, ``trio.Cancelled``."""
+    if isinstance(error, BaseExceptionGroup):
+        return error.subgroup(trio.Cancelled) is not None
+    return isinstance(error, trio.Cancelled)
+
+
 @types.coroutine
 def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, T]:
     """Go on running an awaitable that has yielded ``trap``, as ``await`` would.
@@ -347,7 +362,8 @@ class Session:
                 if self._closing:  # decided just before a spent scope was replaced
                     await self._flush(conn)
                     return False
-                return await self._converse_until_closed(conn)
+                with contextlib.suppress(_HookTimedOut):  # _waiting says so, below
+                    return await self._converse_until_closed(conn)
             if self._waiting is _Waiting.SPENT:
                 # A late hook's answer was used: go on in a fresh scope.
                 self._waiting = _Waiting.NOTHING
@@ -563,13 +579,15 @@ class Session:
         wait.deadline = trio.current_time() + limit
         try:
             result = await _resume(steps, trap)
-        except trio.Cancelled:
-            if not wait.cancel_called:
-                self._end_hook_wait(wait)
-            # (Otherwise the hook timed out: _converse reads _waiting.)
-            raise
-        except BaseException:
+        except BaseException as error:
+            if wait.cancel_called and _holds_cancelled(error):
+                # The deadline cut the hook off.  Its Cancelled may come
+                # wrapped in the groups of nurseries it opened, along with
+                # errors its tasks raised as they were cancelled: all of it
+                # is the timeout, for _converse (which reads _waiting).
+                raise _HookTimedOut from error
             # The hook failed: that is its answer, even past the deadline.
+            # (Or the server is cancelling every session.)
             self._end_hook_wait(wait)
             if wait.cancel_called:
                 self._waiting = _Waiting.SPENT

@@ -586,11 +586,25 @@ class ScopedHooks:
             with trio.move_on_after(1000):
                 await trio.sleep_forever()
             raise AssertionError("the session's deadline comes first")
+        if recipient.startswith("tasks"):
+            # Cut off with tasks running: the Cancelled comes out in a group.
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(trio.sleep_forever)
+                if recipient.startswith("tasks-failing"):
+                    nursery.start_soon(self._fails_when_cancelled)
+                await trio.sleep_forever()
         async with trio.open_nursery() as nursery:
             nursery.start_soon(trio.sleep, 1)
             with trio.fail_after(60):
                 await trio.sleep(2)
         return (recipient,)
+
+    @staticmethod
+    async def _fails_when_cancelled() -> None:
+        try:
+            await trio.sleep_forever()
+        finally:
+            raise ConnectionError("the directory connection did not close cleanly")
 
 
 async def test_hooks_with_their_own_scopes_are_bounded_and_the_session_goes_on(
@@ -610,6 +624,11 @@ async def test_hooks_with_their_own_scopes_are_bounded_and_the_session_goes_on(
         stuck = await client.command("RCPT TO:<stuck@example.com>")
         assert (stuck.code, stuck.enhanced) == (451, "4.3.0")
         assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+        for name in ("tasks", "tasks-failing"):
+            start = trio.current_time()
+            stuck = await client.command(f"RCPT TO:<{name}@example.com>")
+            assert (stuck.code, stuck.enhanced) == (451, "4.3.0"), name
+            assert trio.current_time() - start == pytest.approx(5, abs=0.01)
         # The transaction goes on with the recipient that was accepted.
         assert (await client.command("RCPT TO:<carol@example.com>")).code == 250
         assert (await client.command("DATA")).code == 354
