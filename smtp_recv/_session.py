@@ -454,7 +454,7 @@ class Session:
             # A deadline per block (RFC 5321 4.5.3.2.5) and a minimum rate.
             deadline = min(now + config.data_block_timeout, self._rate_deadline())
         else:
-            if conn.pending_bytes:
+            if conn.mid_line:
                 # Part of a command line is here: the rest must follow soon.
                 if self._line_started is None:
                     self._line_started = now

@@ -43,10 +43,22 @@ _NOTIFY_VALUES = frozenset({"SUCCESS", "FAILURE", "DELAY"})
 _ENVID_MAX = 100  # RFC 3461 section 4.4
 
 
+def ascii_upper(text: str) -> str:
+    """``text`` in upper case for matching a keyword, or as it is if not ASCII.
+
+    ``str.upper()`` maps some non-ASCII letters onto ASCII ones (U+0131, the
+    dotless i, becomes "I"; U+017F, the long s, becomes "S"; the ligature
+    U+FB00 becomes "FF"), so ``MAIL`` or ``LAST`` spelt with them would pass
+    for the keywords.  SMTP's keywords are ASCII: a word that is not can
+    match none of them.
+    """
+    return text.upper() if text.isascii() else text
+
+
 def _check_address_literal(literal: str) -> bool:
     """RFC 5321 4.1.3: IPv4, ``IPv6:`` or a ``tag:`` general literal."""
     inner = literal[1:-1]
-    if inner[:5].upper() == "IPV6:":
+    if ascii_upper(inner[:5]) == "IPV6:":
         try:
             address = ipaddress.IPv6Address(inner[5:])
         except ValueError:
@@ -77,7 +89,7 @@ def parse_path(text: str, bad: Reply, *, postmaster: bool = False) -> str:
     inner = text[1:-1]
     if not inner:
         return ""
-    if postmaster and inner.casefold() == "postmaster":
+    if postmaster and ascii_upper(inner) == "POSTMASTER":
         # RFC 5321 4.1.1.3 and 4.5.1: "RCPT TO:<Postmaster>", without a domain
         # or a route, is always accepted (case-insensitively).  MAIL FROM has
         # no such form: a reverse-path is "<>" or a full mailbox.
@@ -105,7 +117,7 @@ def split_path_and_parameters(argument: str, prefix: str, syntax: Reply) -> tupl
     Accepts spaces after the colon, which many clients send although RFC
     5321 has none there; a path without angle brackets is a syntax error.
     """
-    if argument[: len(prefix)].upper() != prefix:
+    if ascii_upper(argument[: len(prefix)]) != prefix:
         raise _Refusal(syntax)
     rest = argument[len(prefix) :].lstrip(" ")
     if not rest.startswith("<"):
@@ -148,7 +160,7 @@ def _parameters(words: list[str]) -> dict[str, str | None]:
         key, equals, value = word.partition("=")
         if not _KEYWORD.fullmatch(key) or (equals and not _VALUE.fullmatch(value)):
             raise _Refusal(replies.BAD_PARAMETER)
-        key = key.upper()
+        key = ascii_upper(key)
         if key in parsed:
             raise _Refusal(replies.DUPLICATE_PARAMETER)
         parsed[key] = value if equals else None
@@ -192,7 +204,7 @@ def _mail_parameters(
                 raise _Refusal(replies.BAD_PARAMETER)
             size = int(value)
         elif key == "BODY":
-            upper = (value or "").upper()
+            upper = ascii_upper(value or "")
             if upper == "7BIT":
                 body = "7BIT"
             elif upper == "8BITMIME":
@@ -206,7 +218,7 @@ def _mail_parameters(
                 raise _Refusal(replies.BAD_PARAMETER)
             smtputf8 = True
         elif key == "RET":
-            upper = (value or "").upper()
+            upper = ascii_upper(value or "")
             if upper == "FULL":
                 ret = "FULL"
             elif upper == "HDRS":
@@ -243,7 +255,7 @@ def _rcpt_parameters(words: list[str]) -> RcptParameters:
     orcpt: str | None = None
     for key, value in params.items():
         if key == "NOTIFY":
-            items = tuple((value or "").upper().split(","))
+            items = tuple(ascii_upper(value or "").split(","))
             never = items == ("NEVER",)
             if not never and (not set(items) <= _NOTIFY_VALUES or len(set(items)) != len(items)):
                 raise _Refusal(replies.BAD_PARAMETER)

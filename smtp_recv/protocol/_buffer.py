@@ -20,12 +20,14 @@ class _Overlong:
 
 #: Returned by ``ReceiveBuffer.next_line`` for a line that passed the limit.
 LINE_TOO_LONG: Final = _Overlong()
+# How much of an over-long line is kept to name its command.
+_START = 16
 
 
 class ReceiveBuffer:
     """Bytes received and not yet parsed."""
 
-    __slots__ = ("_data", "_discarding", "_searched")
+    __slots__ = ("_data", "_discarding", "_searched", "skipped_start")
 
     def __init__(self) -> None:
         self._data = bytearray()
@@ -33,12 +35,20 @@ class ReceiveBuffer:
         self._searched = 0
         # An over-long line is being skipped until its CRLF.
         self._discarding = False
+        #: The first bytes of the last over-long line, enough to tell which
+        #: command it was meant to be.
+        self.skipped_start = b""
 
     def __len__(self) -> int:
         return len(self._data)
 
     def __bool__(self) -> bool:
         return bool(self._data)
+
+    @property
+    def skipping(self) -> bool:
+        """Whether an over-long line is being dropped, up to its CRLF."""
+        return self._discarding
 
     def append(self, data: bytes | bytearray) -> None:
         self._data += data
@@ -59,12 +69,16 @@ class ReceiveBuffer:
             if len(data) + 1 > limit or self._discarding:
                 # Keep only that possible CR: the buffer stays bounded.
                 keep = 1 if data.endswith(b"\r") else 0
+                if not self._discarding:
+                    self.skipped_start = bytes(data[:_START])
                 del data[: len(data) - keep]
                 self._searched = 0
                 self._discarding = True
             return None
         self._searched = 0
         if self._discarding or end + 2 > limit:
+            if not self._discarding:
+                self.skipped_start = bytes(data[:_START])
             del data[: end + 2]
             self._discarding = False
             return LINE_TOO_LONG

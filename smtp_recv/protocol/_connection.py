@@ -14,12 +14,13 @@ caller flushes when ``next_event`` says ``NEED_DATA``, i.e. once per group.
 
 from __future__ import annotations
 
+import re
 from collections import deque
 from dataclasses import dataclass
 
 from . import _replies as replies
 from . import limits
-from ._addresses import parse_helo_name, parse_mail, parse_rcpt
+from ._addresses import ascii_upper, parse_helo_name, parse_mail, parse_rcpt
 from ._buffer import LINE_TOO_LONG, ReceiveBuffer
 from ._data import DataReader
 from ._errors import LocalProtocolError, ProtocolError, _Refusal
@@ -57,6 +58,9 @@ _LINE_LIMITS = {
     Verb.RCPT: limits.RCPT_LINE,
     Verb.AUTH: limits.SASL_LINE,
 }
+# The command word of a line we cannot decode or parse: ASCII letters up to
+# a space, a line-ending byte, or the end of what we have.
+_RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 
@@ -191,6 +195,16 @@ class ServerConnection:
         one that is half-way through sending a line (slowloris deadline).
         """
         return len(self._buffer)
+
+    @property
+    def mid_line(self) -> bool:
+        """Whether part of a command line has come and its end not yet.
+
+        The I/O layer gives such a client the deadline of a line (slowloris),
+        not that of a client between commands.  A line so long that the
+        bytes that came so far were dropped unread counts too.
+        """
+        return bool(self._buffer) or self._buffer.skipping
 
     @property
     def extended(self) -> bool:
@@ -330,6 +344,7 @@ class ServerConnection:
                 self._end_sasl()
                 self._refuse(replies.AUTH_LINE_TOO_LONG)
             else:
+                self._unless_bdat(self._buffer.skipped_start)
                 self._refuse(replies.LINE_TOO_LONG)
             return True
         assert isinstance(line, bytes)
@@ -347,13 +362,15 @@ class ServerConnection:
         if b"\r" in line or b"\n" in line:
             # RFC 5321 2.3.8: only CRLF ends a line.  "NOOP\nNOOP" is one
             # malformed line, never two commands.
+            self._unless_bdat(line)
             raise _Refusal(replies.BARE_LINE_ENDING_IN_COMMAND)
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
+            self._unless_bdat(line)
             raise _Refusal(self._undecodable(line)) from None
         word, _, argument = text.partition(" ")
-        name = word.upper()
+        name = ascii_upper(word)
         verb = _VERBS.get(name)
         if verb is None:
             if name in _HTTP_METHODS:
@@ -365,6 +382,7 @@ class ServerConnection:
                 raise _Refusal(replies.NOT_IMPLEMENTED)
             raise _Refusal(replies.UNRECOGNISED)
         if len(line) + 2 > _LINE_LIMITS.get(verb, limits.COMMAND_LINE):
+            self._unless_bdat(line)
             raise _Refusal(replies.LINE_TOO_LONG)
         if verb is Verb.BDAT:
             # BDAT sequences itself: a refused chunk must still be read.
@@ -515,7 +533,7 @@ class ServerConnection:
         words = argument.split(" ")
         if not argument or len(words) > 2:
             raise _Refusal(replies.AUTH_SYNTAX)
-        mechanism = words[0].upper()
+        mechanism = ascii_upper(words[0])
         if mechanism == "PLAIN":
             self._sasl = SaslExchange("PLAIN")
         elif mechanism == "LOGIN":
@@ -583,15 +601,22 @@ class ServerConnection:
 
     def _undecodable(self, line: bytes) -> Reply:
         """The reply to a command line that is not UTF-8."""
-        verb = _VERBS.get(line.partition(b" ")[0].decode("ascii", "replace").upper())
-        if verb is None:
+        if _raw_verb(line) is None:
             return replies.INVALID_UTF8
-        if verb is Verb.BDAT:
-            # Without a readable size the chunk cannot be framed.
-            self.abort(replies.BDAT_SYNTAX)
-            raise ProtocolError(replies.BDAT_SYNTAX)
         # RFC 5321 4.2.2: a known command with a bad argument is 501.
         return replies.INVALID_UTF8_ARGUMENT
+
+    def _unless_bdat(self, line: bytes) -> None:
+        """End the session if ``line``, which we refuse unread, is a BDAT command.
+
+        Its chunk follows it unannounced (RFC 3030 lets the client send it at
+        once): with no size we trust, the chunk cannot be framed, and reading
+        on would run the chunk's bytes, someone else's message, as commands.
+        ``line`` may be only the start of an over-long line.
+        """
+        if _raw_verb(line) is Verb.BDAT:
+            self.abort(replies.BDAT_SYNTAX)
+            raise ProtocolError(replies.BDAT_SYNTAX)
 
     def _bdat(self, argument: str) -> None:
         words = argument.split(" ")
@@ -601,7 +626,7 @@ class ServerConnection:
             self.abort(replies.BDAT_SYNTAX)
             raise ProtocolError(replies.BDAT_SYNTAX)
         last = len(words) == 2
-        if last and words[1].upper() != "LAST":
+        if last and ascii_upper(words[1]) != "LAST":
             self.abort(replies.BDAT_SYNTAX)
             raise ProtocolError(replies.BDAT_SYNTAX)
         # Compare digit counts before converting: the count is the client's,
@@ -718,6 +743,13 @@ _SUCCESS: dict[type[Event], Reply] = {
     AuthCredentials: replies.AUTH_OK,
     MessageComplete: replies.OK,
 }
+
+
+def _raw_verb(line: bytes) -> Verb | None:
+    """The command a raw (maybe malformed, maybe partial) line names, if any."""
+    match = _RAW_VERB.match(line)
+    return None if match is None else _VERBS.get(match[1].upper().decode("ascii"))
+
 
 _HANDLERS = {
     Verb.HELO: ServerConnection._helo,

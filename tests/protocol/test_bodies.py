@@ -21,6 +21,7 @@ from smtp_recv.protocol import (
     CommandRejected,
     ConnectionClosed,
     DataStarted,
+    MailFrom,
     MessageAborted,
     MessageComplete,
     MessageData,
@@ -379,6 +380,29 @@ def test_rfc3030_a_bdat_line_not_utf8_ends_the_session() -> None:
         replies.BDAT_SYNTAX.to_bytes()
     )
     assert dialogue.state is State.CLOSED
+
+
+SMUGGLED = b"MAIL FROM:<ceo@our.example>\r\nRCPT TO:<r@our.example>\r\nDATA\r\nx\r\n.\r\n"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b"BDAT %d LAST\n",  # a bare LF
+        b"BDAT %d LAST\r",  # a bare CR
+        b"bdat %d last\r\r",
+        b"BDAT " + b"0" * 600 + b"%d LAST",  # over the 512 octets of a command line
+        b"BDAT " + b"0" * (limits.MAX_LINE + 10) + b"%d LAST",  # over what is kept
+    ],
+    ids=["bare-lf", "bare-cr", "lower-case", "too-long", "far-too-long"],
+)
+def test_rfc3030_a_bdat_line_refused_unread_ends_the_session(line: bytes) -> None:
+    """Its chunk follows unannounced: no byte of it may be read as a command."""
+    dialogue = in_transaction()
+    out = dialogue.send(line % len(SMUGGLED) + b"\r\n" + SMUGGLED)
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert dialogue.state is State.CLOSED
+    assert len(dialogue.of_type(MailFrom)) == 1  # the transaction's own
 
 
 def test_bdat_without_chunking_is_502_and_its_chunk_skipped() -> None:

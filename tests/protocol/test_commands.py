@@ -301,6 +301,23 @@ def test_rfc5321_4_5_1_rcpt_to_postmaster_is_accepted() -> None:
     assert dialogue.conn.recipients == ("Postmaster",)
 
 
+# str.upper() takes "\u0131" (dotless i) to "I" and "\u017f" (long s) to "S".
+@pytest.mark.parametrize(
+    ("line", "code"),
+    [
+        ("MA\u0131L FROM:<a@b.example>", 500),
+        ("\u017fTARTTL\u017f", 500),
+        ("RCPT TO:<po\u017ftmaster>", 501),
+        ("RCPT TO:<r@our.example> NOTIFY=\u017fUCCESS", 501),
+        ("BDAT 3 LA\u017fT", 501),
+    ],
+)
+def test_keywords_are_ascii_and_no_other_letter_upper_cases_into_them(line: str, code: int) -> None:
+    dialogue = in_transaction(recipients=())
+    assert codes(dialogue.say(line)) == [code]
+    assert not dialogue.of_type(RcptTo)
+
+
 def test_rcpt_to_null_path_is_501() -> None:
     dialogue = in_transaction(recipients=())
     assert dialogue.say("RCPT TO:<>") == b"501 5.1.3 The null path is not a recipient\r\n"
@@ -535,6 +552,8 @@ def test_ten_megabytes_without_a_line_end_keep_the_buffer_bounded() -> None:
     assert conn.next_event() is NEED_DATA
     assert len(conn._buffer) <= limits.MAX_LINE
     assert conn.pending_bytes == len(conn._buffer)
+    # Dropped unread, the line is still unfinished: the client is mid-line.
+    assert conn.mid_line
     for _ in range(5):
         conn.receive_data(b"A" * 100_000)
         assert conn.next_event() is NEED_DATA
@@ -543,6 +562,7 @@ def test_ten_megabytes_without_a_line_end_keep_the_buffer_bounded() -> None:
     out = dialogue.say("", "NOOP")
     assert out == replies.LINE_TOO_LONG.to_bytes() + replies.NOOP_OK.to_bytes()
     assert conn.pending_bytes == 0
+    assert not conn.mid_line
 
 
 def test_error_count_counts_every_refusal() -> None:

@@ -16,6 +16,7 @@ import trio.testing
 
 import smtp_recv
 from smtp_recv._session import MAX_PENALTY_DELAY
+from smtp_recv.protocol import limits
 
 from .conftest import (
     PASSWORD,
@@ -430,6 +431,27 @@ async def test_command_line_timeout_stops_a_slowloris_command(
         assert (await client.command("NOOP")).code == 250
         start = trio.current_time()
         await client.send(b"MAIL FROM:<a")
+        while await client.silent_for(5):
+            await client.send(b"b")
+        timeout = await client.reply()
+        assert (timeout.code, timeout.enhanced) == (421, "4.4.2")
+        assert trio.current_time() - start == pytest.approx(12, abs=0.01)
+        assert await client.closed() == b""
+
+
+async def test_command_line_timeout_holds_for_a_line_too_long_to_keep(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # The server drops such a line's bytes as they come: it must still know
+    # the client is in the middle of one.
+    config = base_config(command_timeout=30, command_line_timeout=12)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        start = trio.current_time()
+        await client.send(b"NOOP " + b"a" * 2 * limits.MAX_LINE)
         while await client.silent_for(5):
             await client.send(b"b")
         timeout = await client.reply()
