@@ -29,7 +29,8 @@ class TLSInfo:
     version: str
     #: e.g. ``"TLS_AES_256_GCM_SHA384"``.
     cipher: str
-    #: The SNI name the client asked for, or ``None``.
+    #: The SNI name the client asked for, in lower case; ``None`` without
+    #: one, or for one that is no host name (RFC 6066 section 3).
     server_name: str | None
 
 

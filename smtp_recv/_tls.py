@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import ssl
 import time
 from dataclasses import dataclass
@@ -22,6 +23,10 @@ _SNI_ATTRIBUTE = "_smtp_recv_server_name"
 RECHECK_INTERVAL = 1.0
 #: Contexts kept for certificates no longer in use are dropped past this many.
 MAX_CONTEXTS = 256
+# RFC 6066 section 3: the name is a DNS host name, in ASCII (an IDN in its
+# A-label form), without the trailing dot.  Lower case: it is stored so.
+_LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+_HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*", re.ASCII)
 
 
 def _identity(path: Path | None) -> tuple[int, int, int, int] | None:
@@ -125,11 +130,17 @@ class TLSContexts:
         return context
 
     def _choose(self, ssl_object: Any, server_name: str | None, context: ssl.SSLContext) -> None:
+        if server_name is not None:
+            server_name = server_name.lower()
+            if not _HOST_NAME.fullmatch(server_name):
+                # Not a host name (a line break to forge log lines, say):
+                # as if none was sent.  It reaches no log, hook or header.
+                server_name = None
         setattr(ssl_object, _SNI_ATTRIBUTE, server_name)
         if server_name is None:
             return
         try:
-            certificate = self._certs.get(server_name.lower())
+            certificate = self._certs.get(server_name)
             if certificate is not None:
                 ssl_object.context = self._context_for(certificate)
         except Exception:

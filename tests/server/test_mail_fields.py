@@ -6,6 +6,8 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
+import pytest
+
 from smtp_recv import Role, UserMail
 from smtp_recv.protocol import MailParameters, RcptParameters
 
@@ -243,3 +245,43 @@ async def test_user_mail_has_user_id_and_username(cert_set: CertSet) -> None:
     assert mail.recipients[0].targets == ()
     assert mail.tls is not None
     assert mail.tls.server_name == "mx.example.com"
+
+
+class HostRecordingUsers(NumberedUsers):
+    def __init__(self) -> None:
+        self.hosts: list[str | None] = []
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.hosts.append(host)
+        return await super().verify(host, username, password)
+
+
+@pytest.mark.parametrize(
+    ("sni", "seen"),
+    [
+        ("MX.Example.com", "mx.example.com"),
+        ("mx.example.com\n2026-01-01 INFO smtp_recv.session forged", None),
+        ("mx example com", None),
+        ("-" * 64, None),
+    ],
+    ids=["upper-case", "line-break", "space", "not-a-label"],
+)
+async def test_an_sni_name_that_is_no_host_name_counts_as_none(
+    cert_set: CertSet, sni: str, seen: str | None
+) -> None:
+    # RFC 6066 3: a DNS host name.  Anything else reaches no hook, log or header.
+    mailer = RecordingMailer()
+    users = HostRecordingUsers()
+    context = cert_set.client_context()
+    context.check_hostname = False
+    async with (
+        running(cert_set, mailer=mailer, auth=users, sender_policy=users) as server,
+        await Client.connect(server.submission, tls=context, server_hostname=sni) as client,
+    ):
+        await client.greeting_and_ehlo("laptop")
+        assert (await client.login("Alice@Example.com", "pw")).code == 235
+        assert (await client.send_message("alice@example.com", ["x@elsewhere.net"])).code == 250
+    assert users.hosts == [seen]
+    (delivered,) = mailer.delivered
+    assert delivered.mail.tls is not None
+    assert delivered.mail.tls.server_name == seen
