@@ -68,11 +68,14 @@ class Auth(Protocol):
         """Return the user id for good credentials, or ``None`` for bad ones.
 
         ``None`` gives ``535 5.7.8``; an exception gives ``454 4.7.0`` (a
-        temporary failure: the client may retry later).
+        temporary failure: the client may retry later).  :class:`Reject`
+        gives its own reply; a permanent one counts as a failed attempt, with
+        the same delays and limits as a wrong password.
 
         Args:
-            host: the SNI name the client asked for, or ``None`` without SNI;
-                lets one server host several domains with separate user bases.
+            host: the SNI name the client asked for, in lower case, or
+                ``None`` without SNI (or with one that is no host name); lets
+                one server host several domains with separate user bases.
             username: the authentication identity.
             password: the password, never logged by the server.
         """

@@ -373,7 +373,7 @@ class Session:
             # A hook ran out of time: its decision fails temporarily and the
             # session goes on, in a fresh wait scope.
             log.error("%s %s timed out", self.id, self._hook_name)
-            conn.reject(self._hook_timeout_reply)
+            conn.reject(self._hook_timeout_reply, counted=False)
             self._waiting = _Waiting.NOTHING
         # Otherwise only reached when a wait's deadline passed, or shutdown
         # cancelled the wait of an idle session.
@@ -718,9 +718,23 @@ class Session:
                 event.username,
                 event.password,
             )
+        except Reject as reject:
+            # The hook's decision: a permanent refusal is a failed attempt,
+            # met with the same delays and limits as a wrong password.
+            reply = _reply_from(reject)
+            log.info("%s AUTH refused by the Auth hook: %s", self.id, reply)
+            permanent = not reply.is_transient
+            if permanent:
+                await self._auth_failed(conn)
+            conn.reject(reply, counted=permanent)
+            if reply.closes:
+                self._closing = True
+            elif permanent:
+                self._check_auth_failures(conn)
+            return
         except Exception:
             log.exception("%s Auth hook failed", self.id)
-            conn.reject(replies.AUTH_TEMPORARY_FAILURE)
+            conn.reject(replies.AUTH_TEMPORARY_FAILURE, counted=False)
             return
         if user_id is None:
             log.info("%s AUTH %s failed for %s", self.id, event.mechanism, escape(event.username))
@@ -885,9 +899,9 @@ class Session:
         """Refuse a MAIL or RCPT decision; the client's errors meet the limits.
 
         ``client_error=False`` is for our own failures (a hook that raised):
-        the client is not made to wait for those.
+        those neither count as the client's errors nor make it wait.
         """
-        conn.reject(reply)
+        conn.reject(reply, counted=client_error)
         if reply.closes:
             # 421 (a hook may raise Reject(421, ...)): the server closes.
             self._closing = True

@@ -275,8 +275,13 @@ class ServerConnection:
             self._end_transaction(Milestone.MESSAGE_ENDED)
         self._reply(reply)
 
-    def reject(self, reply: Reply) -> None:
-        """Refuse the pending decision with a 4xx or 5xx ``reply``."""
+    def reject(self, reply: Reply, *, counted: bool = True) -> None:
+        """Refuse the pending decision with a 4xx or 5xx ``reply``.
+
+        The refusal counts in ``error_count`` unless ``counted`` is false:
+        for the server's own failures (a lookup that failed or timed out),
+        which must not bring a client nearer to being cut off.
+        """
         if reply.is_positive:
             raise LocalProtocolError(f"reject() needs a 4xx or 5xx reply, not {reply.code}")
         event = self._take_pending()
@@ -288,7 +293,8 @@ class ServerConnection:
             self._end_transaction(Milestone.MESSAGE_ENDED)
             self._reply(reply)
             return
-        self.error_count += 1
+        if counted:
+            self.error_count += 1
         self._reply(reply)
 
     def abort(self, reply: Reply) -> None:

@@ -127,6 +127,75 @@ async def test_auth_exception_gives_454_and_connection_continues(cert_set: CertS
         assert (await client.login()).code == 235
 
 
+class DecidingAuth:
+    """Refuses some logins with a reply of its own, as the README allows any hook."""
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        if username.startswith("locked"):
+            raise smtp_recv.Reject(535, "5.7.8", "Account locked")
+        if username.startswith("later"):
+            raise smtp_recv.Reject(454, "4.7.0", "Directory busy, try later")
+        if username.startswith("banned"):
+            raise smtp_recv.Reject(421, "4.7.0", "Go away")
+        return username
+
+
+async def test_auth_reject_gives_exactly_its_reply(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(max_auth_failures=2, auth_failure_delay=1.0)
+    tls = cert_set.client_context()
+    async with running(cert_set, auth=DecidingAuth(), config=config) as server:
+        async with await Client.connect(
+            server.submission, tls=tls, server_hostname="mx.example.com"
+        ) as client:
+            await client.greeting_and_ehlo()
+            start = trio.current_time()
+            later = await client.login("later@example.com")
+            assert str(later) == "454 4.7.0 Directory busy, try later"
+            # A temporary refusal is no failed attempt: no delay.
+            assert trio.current_time() == start
+            locked = await client.login("locked@example.com")
+            assert str(locked) == "535 5.7.8 Account locked"
+            # A permanent one is, with the delay of a wrong password...
+            assert trio.current_time() - start == pytest.approx(1.0, abs=0.01)
+            # ... and it counts towards max_auth_failures.
+            assert (await client.login("locked@example.com")).code == 535
+            assert (await client.reply()).code == 421
+            assert await client.closed() == b""
+        async with await Client.connect(
+            server.submission, tls=tls, server_hostname="mx.example.com"
+        ) as client:
+            await client.greeting_and_ehlo()
+            assert str(await client.login("banned@example.com")) == "421 4.7.0 Go away"
+            assert await client.closed() == b""
+
+
+async def test_our_own_failures_are_not_the_clients_errors(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # A directory that is down fails every lookup (451); the client did
+    # nothing wrong and must not be nearer to being cut off for it.
+    config = base_config(hard_error_limit=3, soft_error_limit=1, error_delay=5)
+    async with (
+        running(cert_set, forward=FlakyForward(), config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        start = trio.current_time()
+        for _ in range(5):
+            assert (await client.command("RCPT TO:<down@example.com>")).code == 451
+        assert trio.current_time() == start
+        assert (await client.command("RCPT TO:<ok@example.com>")).code == 250
+        # The client's own errors still count: the second is delayed, the third ends it.
+        assert (await client.command("XYZZY")).code == 500
+        assert (await client.command("XYZZY")).code == 500
+        assert trio.current_time() - start == pytest.approx(5, abs=0.01)
+        assert (await client.command("XYZZY")).code == 500
+        assert (await client.reply()).code == 421
+
+
 # -- shutdown ------------------------------------------------------------------------
 async def expect_shutting_down(client: Client, *, after_an_answer: bool = False) -> None:
     """The next reply is ``421 4.3.2`` (past a ``250`` with ``after_an_answer``)."""
