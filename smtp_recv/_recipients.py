@@ -12,6 +12,12 @@ a case-sensitive local part, but nearly every mail system treats
 reliably.  The targets returned are spelled as in the config file, so each
 mailbox has one Maildir however the sender wrote the address.
 
+An internationalised domain has two spellings, the U-label (``exämple.com``)
+and the A-label (``xn--exmple-cua.com``), and they name one domain (RFC 5890
+2.3.2.1).  A sender without SMTPUTF8 must use the A-label (RFC 6531 3.2), one
+with it may use either, so every domain, in the tables and in the recipient,
+is compared in its lower-case A-label form.
+
 ``postmaster`` is always accepted, bare or at any domain we serve (RFC 5321
 4.5.1 requires it): a ``postmaster`` forwarding entry takes it, else the
 domain's catch-all, else it is a mailbox of its own.
@@ -24,8 +30,68 @@ from collections.abc import Iterable, Mapping, Sequence
 __all__ = ["AcceptEveryRecipient", "Recipients"]
 
 
-def _fold(address: str) -> str:
-    return address.casefold()
+def _fold_local_part(local_part: str) -> str:
+    """The local part as compared: lower case, and no more.
+
+    ``str.lower()`` rather than ``str.casefold()``: case folding also expands
+    and merges letters that are not case variants of one another (``ß`` to
+    ``ss``, final sigma to sigma, ``ﬁ`` to ``fi``), which would deliver
+    ``STRASSE@`` to the ``straße@`` mailbox, two people's mail in one Maildir.
+    Lower-casing only pairs a letter with its own capital, so ``BØB@`` still
+    reaches ``bøb@`` (SMTPUTF8 senders are no more careful with case than
+    ASCII ones) while distinct letters stay distinct.  Folding only ASCII
+    would keep letters apart too, but would refuse ``BØB@`` for no reason.
+    """
+    return local_part.lower()
+
+
+def _canonical_domain(domain: str) -> str:
+    """The domain as compared: its A-label form in lower case.
+
+    The standard library's ``idna`` codec implements IDNA 2003 (RFC 3490):
+    nameprep, then Punycode, label by label; ASCII labels, ``xn--`` ones
+    included, pass through with only their length checked.  What it does not
+    cover, and so neither do we:
+
+    * IDNA 2008 (RFC 5891) and its UTS 46 mapping.  IDNA 2003 maps the
+      "deviation" characters away (``ß`` to ``ss``, final sigma to sigma,
+      ZWJ and ZWNJ to nothing), so ``straße.de`` compares equal to
+      ``strasse.de``, not to its IDNA 2008 A-label ``xn--strae-oqa.de``.
+      An operator of such a domain lists the xn-- form, which matches
+      exactly, and may forward the U-label to it.
+    * Code points unassigned in Unicode 3.2 are let through (nameprep's
+      query mode) without the normalisation IDNA 2008 would apply.
+    * A-labels are not decoded, so one that is not valid Punycode or would
+      not survive a round trip is compared as written: IDNA 2003's decoder
+      would refuse valid IDNA 2008 A-labels such as ``xn--strae-oqa``.
+
+    Address literals (``[192.0.2.1]``, RFC 5321 4.1.3) are ASCII by grammar
+    and are only lower-cased (``IPv6:`` and hex digits ignore case).
+
+    Raises:
+        UnicodeError: the domain has no A-label form (invalid IDNA): an empty
+            or over-long label, a code point nameprep prohibits, a label
+            mixing right-to-left and left-to-right letters.
+    """
+    if domain.startswith("["):
+        return domain.lower()
+    return domain.encode("idna").decode("ascii").lower()
+
+
+def _canonical_address(address: str) -> str:
+    """The address as compared.
+
+    Raises:
+        UnicodeError: its domain has no A-label form.
+    """
+    local_part, at, domain = address.rpartition("@")
+    if not at:
+        return _fold_local_part(address)
+    return f"{_fold_local_part(local_part)}@{_canonical_domain(domain)}"
+
+
+def _not_a_domain(error: UnicodeError) -> str:
+    return f"its domain is not a valid domain name (IDNA 2003): {error}"
 
 
 class Recipients:
@@ -44,7 +110,8 @@ class Recipients:
 
     Raises:
         ValueError: an address is both a mailbox and forwarded, an entry has
-            no targets, or two entries differ only in case.
+            no targets, two entries differ only in case or in the form of
+            their domain (U-label or A-label), or a domain is not valid IDNA.
 
     Example::
 
@@ -66,6 +133,10 @@ class Recipients:
     ) -> None:
         self._addresses: dict[str, tuple[str, ...]] = {}
         self._spelling: dict[str, str] = {}
+        # A served domain as first written in the tables, for the Maildir of
+        # a postmaster that has no entry: one directory per domain, beside
+        # its mailboxes, whichever form the sender used.
+        self._domain_spelling: dict[str, str] = {}
         for mailbox in mailboxes:
             self._add(mailbox, (mailbox,), "mailbox")
         for address, targets in (forwards or {}).items():
@@ -76,32 +147,53 @@ class Recipients:
         for domain, targets in (catch_alls or {}).items():
             if not targets:
                 raise ValueError(f"catch-all for {domain!r} has no targets")
-            folded = domain.removeprefix("@").casefold()
-            if folded in self._domains:
+            bare = domain.removeprefix("@")
+            try:
+                canonical = _canonical_domain(bare)
+            except UnicodeError as error:
+                raise ValueError(f"catch-all for {domain!r}: {_not_a_domain(error)}") from None
+            if canonical in self._domains:
                 raise ValueError(f"catch-all for {domain!r} is given twice")
-            self._domains[folded] = tuple(targets)
+            self._domains[canonical] = tuple(targets)
+            self._domain_spelling.setdefault(canonical, bare.lower())
         # A target that is one of our addresses takes the spelling it is
         # listed with: the Maildir is named after the spelling, and each
         # address must have exactly one.
-        spelling = self._spelling
         for table in (self._addresses, self._domains):
             for key, found in table.items():
-                table[key] = tuple(spelling.get(_fold(target), target) for target in found)
+                table[key] = tuple(self._listed_spelling(target) for target in found)
         self._served = self.domains
         # RFC 5321 4.5.1: postmaster, with or without a served domain, is
         # always accepted; unless forwarded, it is a mailbox of its own.
         self._postmaster = self._addresses.get("postmaster")
 
     def _add(self, address: str, targets: tuple[str, ...], kind: str) -> None:
-        folded = _fold(address)
-        if folded in self._addresses:
-            raise ValueError(f"{kind} {address!r} is already listed as {self._spelling[folded]!r}")
-        self._addresses[folded] = targets
-        self._spelling[folded] = address
+        try:
+            canonical = _canonical_address(address)
+        except UnicodeError as error:
+            raise ValueError(f"{kind} {address!r}: {_not_a_domain(error)}") from None
+        if canonical in self._addresses:
+            raise ValueError(
+                f"{kind} {address!r} is already listed as {self._spelling[canonical]!r}"
+            )
+        self._addresses[canonical] = targets
+        self._spelling[canonical] = address
+        _, at, domain = address.rpartition("@")
+        if at:
+            self._domain_spelling.setdefault(canonical.rpartition("@")[2], domain.lower())
+
+    def _listed_spelling(self, target: str) -> str:
+        try:
+            canonical = _canonical_address(target)
+        except UnicodeError:
+            # A target whose domain has no A-label form is none of ours: it
+            # keeps its own spelling.
+            return target
+        return self._spelling.get(canonical, target)
 
     @property
     def domains(self) -> frozenset[str]:
-        """The domains we accept any mail for (lowercase)."""
+        """The domains we accept any mail for, each in its lower-case A-label form."""
         return frozenset(self._domains) | frozenset(
             address.rpartition("@")[2] for address in self._addresses if "@" in address
         )
@@ -112,19 +204,28 @@ class Recipients:
 
     def targets(self, recipient: str) -> tuple[str, ...]:
         """The synchronous core of :meth:`lookup`."""
-        exact = self._addresses.get(_fold(recipient))
+        try:
+            canonical = _canonical_address(recipient)
+        except UnicodeError:
+            # Not a domain (invalid IDNA): none of ours, refused like any
+            # other unknown recipient.
+            return ()
+        exact = self._addresses.get(canonical)
         if exact is not None:
             return exact
-        local, at, domain = recipient.rpartition("@")
+        local_part, at, domain = canonical.rpartition("@")
         if not at:
-            if _fold(recipient) == "postmaster":
+            if canonical == "postmaster":
                 return self._postmaster or ("postmaster",)
             return ()
-        if not local:
+        if not local_part:
             return ()
-        domain = domain.casefold()
-        if _fold(local) == "postmaster" and domain in self._served:
-            return self._postmaster or self._domains.get(domain) or (f"postmaster@{domain}",)
+        if local_part == "postmaster" and domain in self._served:
+            return (
+                self._postmaster
+                or self._domains.get(domain)
+                or (f"postmaster@{self._domain_spelling[domain]}",)
+            )
         return self._domains.get(domain, ())
 
 
