@@ -147,10 +147,16 @@ def systemd_sockets(environ: Mapping[str, str], pid: int) -> list[tuple[str, soc
     passed: list[tuple[str, socket.socket]] = []
     for index in range(count):
         descriptor = SYSTEMD_FIRST_FD + index
-        os.set_inheritable(descriptor, False)  # not for our children
-        passed.append(
-            (names[index] if index < len(names) else "", socket.socket(fileno=descriptor))
-        )
+        name = names[index] if index < len(names) else ""
+        try:
+            os.set_inheritable(descriptor, False)  # not for our children
+            passed.append((name, socket.socket(fileno=descriptor)))
+        except OSError as error:  # closed, or a file rather than a socket
+            raise ConfigError(
+                Path("LISTEN_FDS"),
+                None,
+                f"descriptor {descriptor} ({name or 'unnamed'}) is not a socket: {error.strerror}",
+            ) from None
     return passed
 
 
@@ -318,6 +324,52 @@ def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+class ListenError(OSError):
+    """A listener could not be bound; the message names it and its address."""
+
+
+def _listen_failure(name: str, listener: ListenerConfig, error: OSError) -> ListenError:
+    host = listener.host or "every address"
+    return ListenError(f"{name} on {host} port {listener.port}: {error.strerror or error}")
+
+
+def _only(config: ServerConfig, name: str) -> ServerConfig:
+    """``config`` with every listener but ``name`` switched off."""
+    other = "submission" if name == "mx" else "mx"
+    return replace(config, **{other: replace(getattr(config, other), enabled=False)})
+
+
+async def _bind(config: ServerConfig) -> ServerConfig:
+    """Bind the listeners one by one, so that a failure says which one failed.
+
+    ``serve`` would bind them itself, with the same code, but its OSError
+    names neither the listener nor the address.
+
+    Raises:
+        ListenError: a listener could not be bound.
+    """
+    from ._server import _open_listeners
+
+    bound: dict[str, list[socket.socket]] = {}
+    try:
+        for name in ("mx", "submission"):
+            listener: ListenerConfig = getattr(config, name)
+            try:
+                bound[name] = await _open_listeners(listener)
+            except OSError as error:
+                raise _listen_failure(name, listener, error) from error
+    except BaseException:
+        for sockets in bound.values():
+            for sock in sockets:
+                sock.close()
+        raise
+    return replace(
+        config,
+        mx=replace(config.mx, sockets=bound["mx"]),
+        submission=replace(config.submission, sockets=bound["submission"]),
+    )
+
+
 def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
     """Print where the server listens, then the plan's notes.
 
@@ -376,6 +428,7 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
 
     serve_scope = trio.CancelScope()
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+        config = await _bind(plan.config)
         async with trio.open_nursery() as nursery:
 
             async def serve_until_cancelled(
@@ -387,7 +440,7 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
                         plan.auth,
                         plan.mailer,
                         plan.certs,
-                        config=plan.config,
+                        config=config,
                         sender_policy=plan.sender_policy,
                         task_status=task_status,
                     )
@@ -425,8 +478,8 @@ def serve_command(args: argparse.Namespace) -> int:
     except ConfigError as error:
         _error(str(error))
         return EXIT_USAGE
-    except OSError as error:  # the state directory or certificate files
-        _error(f"{error.filename or ''}: {error.strerror or error}")
+    except OSError as error:  # the development server's state directory
+        _error(f"{error.filename}: {error.strerror}" if error.filename else str(error))
         return EXIT_FAILURE
     for variable in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
         os.environ.pop(variable, None)  # sd_listen_fds(unset_environment=1)
@@ -440,7 +493,8 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         trio.run(run_server, plan, sys.stdout)
     except* OSError as group:
-        # Binding failed (port in use, no permission for a port below 1024).
+        # Binding failed (port in use, no permission for a port below 1024,
+        # an address that does not resolve); a ListenError names the listener.
         failure = "; ".join(str(error) for error in _leaves(group))
     if failure is not None:
         _error(f"cannot listen: {failure}")
@@ -456,11 +510,13 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         # Each development server makes its own password at start.
         _error("--workers needs --config")
         return EXIT_USAGE
-    try:
-        sockets = bind_listeners(plan.config)
-    except OSError as error:
-        _error(f"cannot listen: {error}")
-        return EXIT_FAILURE
+    sockets: list[tuple[str, socket.socket]] = []
+    for name in ("mx", "submission"):  # one by one, so that an error can name it
+        try:
+            sockets += bind_listeners(_only(plan.config, name))
+        except OSError as error:
+            _error(f"cannot listen: {_listen_failure(name, getattr(plan.config, name), error)}")
+            return EXIT_FAILURE
     for name, sock in sockets:
         host, port = sock.getsockname()[:2]
         print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)
@@ -565,6 +621,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="An SMTP receiving server: MX with STARTTLS, submission with implicit TLS.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        # An abbreviation (--pin for --pin-workers) would reach the workers'
+        # command lines, which drop only the full spellings.
+        allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -577,6 +636,7 @@ def build_parser() -> argparse.ArgumentParser:
         " recipient into Maildirs under the state directory.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
     )
     serve.add_argument("--config", metavar="FILE", help="the TOML config file (production)")
     serve.add_argument(
@@ -620,6 +680,7 @@ def build_parser() -> argparse.ArgumentParser:
         "passwd",
         help="hash a password for the users file",
         description="Ask for a password twice and print its scrypt hash as a users-file line.",
+        allow_abbrev=False,
     )
     passwd.add_argument("login", nargs="?", help='also print the [users."LOGIN"] table header')
     passwd.set_defaults(handler=passwd_command)
@@ -629,6 +690,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="validate a config file and its certificates",
         description="Validate a config file, its users file and certificates, and show what"
         " would listen where.  Exit status 2 on any error.",
+        allow_abbrev=False,
     )
     check.add_argument("--config", metavar="FILE", required=True, help="the TOML config file")
     check.set_defaults(handler=check_command)

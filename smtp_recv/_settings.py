@@ -44,8 +44,10 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import json
+import os
 import re
 import ssl
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -276,8 +278,58 @@ def _is_address(text: str) -> bool:
     return bool(at and local and domain) and not any(c.isspace() or c in "<>" for c in text)
 
 
-def _resolve(base: Path, path: str) -> Path:
-    return (base / Path(path).expanduser()).resolve()
+def _resolve(source: Path, key: str | None, path: Path) -> Path:
+    """``path`` made absolute, with its symlinks followed; ``key`` names it in errors.
+
+    A symlink loop raises RuntimeError in Python 3.11 and OSError in later
+    versions; either is the operator's to fix, so it names the key.
+    """
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError) as error:
+        problem = error.strerror if isinstance(error, OSError) else "a symlink loop"
+        raise ConfigError(source, key, f"cannot resolve {path}: {problem}") from None
+
+
+def _in_config_directory(source: Path, path: str) -> Path:
+    """A path from the config file: relative ones are relative to the file's directory."""
+    return source.parent / Path(path).expanduser()
+
+
+def _stat(source: Path, key: str, path: Path) -> os.stat_result | None:
+    """``path``'s status, ``None`` when it does not exist.
+
+    Not ``Path.exists()``: it returns False for a parent that is a file and
+    raises for a directory we may not search (certbot's 0700 ``live/`` when
+    the server runs as another user), so either way the operator would not
+    learn which key is wrong.
+    """
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise ConfigError(source, key, f"cannot access {path}: {error.strerror}") from None
+
+
+def _check_maildir_root(source: Path, root: Path) -> None:
+    """Refuse a Maildir root the server could not write into (or create).
+
+    Otherwise ``check`` says OK, and then every message gets 451 and is
+    retried by its sender for days before it bounces.
+    """
+    key = "storage.maildir_root"
+    # The nearest existing directory is where the server creates the rest.
+    existing = root
+    status = _stat(source, key, existing)
+    while status is None and existing.parent != existing:
+        existing = existing.parent
+        status = _stat(source, key, existing)
+    if status is None or not stat.S_ISDIR(status.st_mode):
+        raise ConfigError(source, key, f"{existing} is not a directory")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        what = "write into" if existing == root else f"create {root} in"
+        raise ConfigError(source, key, f"this user (uid {os.geteuid()}) cannot {what} {existing}")
 
 
 # -- certificates -------------------------------------------------------------
@@ -367,17 +419,22 @@ def _load_certificates(
     names_map: dict[str, Certificate] = {}
     now = datetime.datetime.now(datetime.UTC)
     for index, entry in enumerate(entries):
-        certfile = _resolve(source.parent, entry.cert)
-        keyfile = _resolve(source.parent, entry.key) if entry.key else None
-        for name, path in (("cert", certfile), ("key", keyfile)):
+        cert_key = _key("tls", "certificates", index, "cert")
+        key_key = _key("tls", "certificates", index, "key")
+        certfile = _resolve(source, cert_key, _in_config_directory(source, entry.cert))
+        keyfile = (
+            _resolve(source, key_key, _in_config_directory(source, entry.key))
+            if entry.key
+            else None
+        )
+        for name, path in ((cert_key, certfile), (key_key, keyfile)):
+            if path is None:
+                continue
+            status = _stat(source, name, path)
             # A device (/dev/zero, a FIFO) would be read forever, here and
             # by OpenSSL.
-            if path is not None and path.exists() and not path.is_file():
-                raise ConfigError(
-                    source,
-                    _key("tls", "certificates", index, name),
-                    f"{path} is not a regular file",
-                )
+            if status is not None and not stat.S_ISREG(status.st_mode):
+                raise ConfigError(source, name, f"{path} is not a regular file")
         try:
             leaf = x509.load_pem_x509_certificates(certfile.read_bytes())[0]
             names = certificate_names(certfile)
@@ -540,7 +597,7 @@ def load_settings(source: Path) -> Settings:
     Raises:
         ConfigError: anything is wrong; the message names the file and key.
     """
-    source = source.resolve()
+    source = _resolve(source, None, source)
     raw = _convert(source, _read_toml(source), _ConfigFile)
     options: dict[str, Any] = {}
     for table, kind, names in (
@@ -582,18 +639,22 @@ def load_settings(source: Path) -> Settings:
         and config.mx.host == config.submission.host
     ):
         raise ConfigError(source, "submission.port", "the same port as [mx]")
-    maildir_root = _resolve(source.parent, raw.storage.maildir_root)
-    if maildir_root.exists() and not maildir_root.is_dir():
-        raise ConfigError(source, "storage.maildir_root", f"{maildir_root} is not a directory")
+    maildir_root = _resolve(
+        source, "storage.maildir_root", _in_config_directory(source, raw.storage.maildir_root)
+    )
+    _check_maildir_root(source, maildir_root)
 
     warnings: list[str] = []
     certificates, loaded = _load_certificates(source, raw.tls.certificates, warnings)
 
     users_file: Path | None = None
     if raw.users_file is not None:
-        users_file = _resolve(source.parent, raw.users_file)
-        if not users_file.is_file():
+        users_file = _resolve(source, "users_file", _in_config_directory(source, raw.users_file))
+        status = _stat(source, "users_file", users_file)
+        if status is None:
             raise ConfigError(source, "users_file", f"{users_file} does not exist")
+        if not stat.S_ISREG(status.st_mode):
+            raise ConfigError(source, "users_file", f"{users_file} is not a regular file")
         users = load_users(users_file)
     elif config.submission.enabled:
         raise ConfigError(

@@ -19,6 +19,7 @@ from smtp_recv import ListenerConfig, ServerConfig
 from smtp_recv._cli import (
     JsonLogFormatter,
     assign_sockets,
+    build_parser,
     default_state_directory,
     main,
     systemd_sockets,
@@ -78,6 +79,55 @@ def test_serve_with_a_broken_config_exits_2(tmp_path: Path) -> None:
     assert "storage" in result.stderr
     assert "maildir_root" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "serve"])
+def test_a_symlink_loop_in_the_config_exits_2_naming_the_key(
+    tmp_path: Path, certificate_authority: trustme.CA, command: str
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    (tmp_path / "loop").symlink_to("back")
+    (tmp_path / "back").symlink_to("loop")
+    path.write_text(path.read_text().replace('"maildir"', '"loop"'))
+    result = run_cli(command, "--config", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{path.resolve()}: storage.maildir_root: " in result.stderr
+
+
+def test_an_abbreviated_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    # Workers' command lines drop --pin-workers by its full name only, so an
+    # abbreviation that argparse accepted would reach (and stop) every worker.
+    parser = build_parser()
+    assert parser.parse_args(["serve", "--pin-workers"]).pin_workers
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["serve", "--pin"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --pin" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("descriptor", ["a file", "closed"])
+def test_a_passed_descriptor_that_is_not_a_socket_is_named(tmp_path: Path, descriptor: str) -> None:
+    # As systemd would pass it: at fd 3, LISTEN_PID the pid that exec keeps.
+    wrapper = (
+        "import os, sys\n"
+        "if sys.argv[1] == 'a file':\n"
+        "    os.dup2(os.open(os.devnull, os.O_RDONLY), 3)\n"
+        "    os.set_inheritable(3, True)\n"  # if open gave 3, dup2 left it as it was
+        "os.environ.update(LISTEN_PID=str(os.getpid()), LISTEN_FDS='1', LISTEN_FDNAMES='mx')\n"
+        "os.execv(sys.executable, [sys.executable, '-m', 'smtp_recv', *sys.argv[2:]])\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", wrapper, descriptor, "serve", "--state-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    reason = "Socket operation on non-socket" if descriptor == "a file" else "Bad file descriptor"
+    assert f"LISTEN_FDS: descriptor 3 (mx) is not a socket: {reason}" in result.stderr
 
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:

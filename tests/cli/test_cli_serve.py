@@ -308,22 +308,32 @@ def test_systemd_socket_activation(tmp_path: Path) -> None:
     assert len(new_messages(mailbox_directory(state / "maildir", "bob@example.com"))) == 1
 
 
-def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.parametrize("listener", ["mx", "submission"])
+def test_port_in_use_is_a_one_line_error_naming_the_listener(
+    tmp_path: Path, certificate_authority: trustme.CA, listener: str, workers: int
+) -> None:
+    # --workers binds in the supervisor, with other code: it needs --config.
+    config = write_config(tmp_path, certificate_authority)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
+        port = taken.getsockname()[1]
+        other = "submission" if listener == "mx" else "mx"
         result = subprocess.run(
             [
                 sys.executable,
                 "-m",
                 "smtp_recv",
                 "serve",
-                "--state-dir",
-                str(tmp_path),
-                "--mx-port",
-                str(taken.getsockname()[1]),
-                "--submission-port",
+                "--config",
+                str(config),
+                f"--{listener}-port",
+                str(port),
+                f"--{other}-port",
                 "0",
+                "--workers",
+                str(workers),
             ],
             capture_output=True,
             text=True,
@@ -332,5 +342,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path: Path) -> None:
         )
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert "smtp-recv: error: cannot listen:" in result.stderr
-    assert "Address already in use" in result.stderr
+    assert (
+        f"smtp-recv: error: cannot listen: {listener} on 127.0.0.1 port {port}:"
+        " Address already in use"
+    ) in result.stderr

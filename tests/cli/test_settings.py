@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import tomllib
 from pathlib import Path
 
@@ -23,6 +24,11 @@ from smtp_recv._settings import (
 from smtp_recv._users import hash_password
 
 from .conftest import write_certificate, write_config
+
+#: Longer than any file name may be (NAME_MAX is 255 on Linux and the BSDs):
+#: stat fails with ENAMETOOLONG, for root too, where pathlib's exists() and
+#: is_file() raise as they do for a directory we may not search.
+TOO_LONG = "x" * 300
 
 
 def test_good_config_loads(tmp_path: Path, certificate_authority: trustme.CA) -> None:
@@ -104,6 +110,20 @@ BROKEN = [
     ('maildir_root = "maildir"', "maildir_root = 5", "storage.maildir_root", "str"),
     ('maildir_root = "maildir"', 'maildir_root = ""', "storage.maildir_root", "length >= 1"),
     ('maildir_root = "maildir"', 'maildir_root = "mx.pem"', "storage.maildir_root", "directory"),
+    (
+        'maildir_root = "maildir"',
+        'maildir_root = "mx.pem/maildir"',
+        "storage.maildir_root",
+        "Not a directory",
+    ),
+    (
+        'maildir_root = "maildir"',
+        f'maildir_root = "{TOO_LONG}"',
+        "storage.maildir_root",
+        "too long",
+    ),
+    ('cert = "mx.pem"', f'cert = "{TOO_LONG}"', "tls.certificates[0].cert", "too long"),
+    ('key = "mx.key"', f'key = "{TOO_LONG}"', "tls.certificates[0].key", "too long"),
     ("port = 4650", "port = 2525", "submission.port", "same port"),
     (
         'port = 2525\n[submission]\naddress = "127.0.0.1"\nport = 4650\n',
@@ -120,6 +140,8 @@ BROKEN = [
     ("default = true\n", "", "tls.certificates", "exactly one"),
     ('key = "other.key"', 'key = "other.key"\ndefault = true', "tls.certificates", "exactly one"),
     ('users_file = "users.toml"', 'users_file = "nobody.toml"', "users_file", "does not exist"),
+    ('users_file = "users.toml"', 'users_file = "."', "users_file", "not a regular file"),
+    ('users_file = "users.toml"', f'users_file = "{TOO_LONG}"', "users_file", "too long"),
     ('users_file = "users.toml"\n', "", "users_file", "required"),
     (
         '"sales@example.com" = ["alice@example.com", "bob@example.com"]',
@@ -169,6 +191,99 @@ def test_bad_config_names_file_key_and_problem(
     assert error.key == key
     assert words in error.problem
     assert str(error).startswith(f"{path.resolve()}: ")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('maildir_root = "maildir"', 'maildir_root = "loop"', "storage.maildir_root"),
+        ('cert = "mx.pem"', 'cert = "loop"', "tls.certificates[0].cert"),
+        ('key = "mx.key"', 'key = "loop/mx.key"', "tls.certificates[0].key"),
+        ('users_file = "users.toml"', 'users_file = "loop"', "users_file"),
+    ],
+)
+def test_a_symlink_loop_names_its_key(
+    tmp_path: Path, certificate_authority: trustme.CA, old: str, new: str, key: str
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    (tmp_path / "loop").symlink_to("back")
+    (tmp_path / "back").symlink_to("loop")
+    path.write_text(path.read_text().replace(old, new, 1))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.key == key
+    assert str(tmp_path / "loop") in raised.value.problem
+
+
+def test_a_config_file_in_a_symlink_loop_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to("back")
+    (tmp_path / "back").symlink_to("loop")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(tmp_path / "loop")
+    assert raised.value.key is None
+
+
+# Root may search and write any directory, whatever its mode.
+needs_permissions = pytest.mark.skipif(
+    os.geteuid() == 0, reason="root reads and writes any directory"
+)
+
+
+@needs_permissions
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('cert = "mx.pem"', 'cert = "secret/mx.pem"', "tls.certificates[0].cert"),
+        ('key = "mx.key"', 'key = "secret/mx.key"', "tls.certificates[0].key"),
+        ('users_file = "users.toml"', 'users_file = "secret/users.toml"', "users_file"),
+        ('maildir_root = "maildir"', 'maildir_root = "secret/maildir"', "storage.maildir_root"),
+    ],
+)
+def test_a_path_in_a_directory_we_may_not_search_names_its_key(
+    tmp_path: Path, certificate_authority: trustme.CA, old: str, new: str, key: str
+) -> None:
+    # As certbot's 0700 live/ is to a server running as another user.
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace(old, new, 1))
+    secret = tmp_path / "secret"
+    secret.mkdir()
+    for name in ("mx.pem", "mx.key", "users.toml"):
+        (secret / name).write_bytes((tmp_path / name).read_bytes())
+    secret.chmod(0)
+    try:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path)
+    finally:
+        secret.chmod(0o700)
+    assert raised.value.key == key
+    assert "Permission denied" in raised.value.problem
+
+
+@needs_permissions
+@pytest.mark.parametrize(
+    ("maildir_root", "words"), [("maildir", "cannot write into"), ("maildir/new", "cannot create")]
+)
+def test_a_maildir_root_the_server_cannot_write_is_refused(
+    tmp_path: Path, certificate_authority: trustme.CA, maildir_root: str, words: str
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('"maildir"', f'"{maildir_root}"'))
+    (tmp_path / "maildir").mkdir(mode=0o500)
+    try:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path)
+    finally:
+        (tmp_path / "maildir").chmod(0o700)
+    assert raised.value.key == "storage.maildir_root"
+    assert words in raised.value.problem
+
+
+def test_a_maildir_root_the_server_can_create_is_accepted(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('"maildir"', '"not/yet/there"'))
+    assert load_settings(path).maildir_root == tmp_path.resolve() / "not" / "yet" / "there"
 
 
 def test_users_hashed_at_different_costs_are_warned_about(
