@@ -22,6 +22,7 @@ import socket
 import sys
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -504,10 +505,11 @@ def serve_command(args: argparse.Namespace) -> int:
 
 def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
     """``serve --workers N``: bind once, run N worker processes on the sockets."""
-    from ._workers import Supervisor, bind_listeners, worker_command
+    from ._workers import Supervisor, bind_listeners
 
     if not args.config:
-        # Each development server makes its own password at start.
+        # The development server is one developer's: its banner and
+        # password would come once per worker.
         _error("--workers needs --config")
         return EXIT_USAGE
     sockets: list[tuple[str, socket.socket]] = []
@@ -521,8 +523,14 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         host, port = sock.getsockname()[:2]
         print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)
     sys.stdout.flush()
-    supervisor = Supervisor(worker_command(args.argv), sockets, pin=args.pin_workers)
+    supervisor = Supervisor(partial(run_worker, plan), sockets, pin=args.pin_workers)
     return supervisor.run(args.workers)
+
+
+def run_worker(plan: ServerPlan, sockets: Sequence[tuple[str, socket.socket]]) -> int:
+    """One worker of ``--workers N``, in its forked process: ``plan`` on ``sockets``."""
+    trio.run(run_server, replace(plan, config=assign_sockets(plan.config, sockets)), sys.stdout)
+    return 0
 
 
 def _worker_count(text: str) -> int:
@@ -701,7 +709,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``smtp-recv`` command line; return the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    args.argv = list(sys.argv[1:] if argv is None else argv)
     handler: Callable[[argparse.Namespace], int] | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -1,22 +1,30 @@
 """``smtp-recv serve --workers N``: N server processes sharing the listening sockets.
 
-One trio loop uses one core.  To use more, the parent binds the listening
-sockets once and starts N copies of ``smtp-recv serve`` that inherit them,
-exactly as systemd socket activation would (``LISTEN_FDS`` from fd 3,
-``LISTEN_FDNAMES``, ``LISTEN_PID``), so a worker is an ordinary server and
+One trio loop uses one core.  To use more, the parent loads the config,
+binds the listening sockets once, and forks N workers that inherit both, so
 the kernel spreads the connections among the workers' ``accept`` calls.
 Inheriting one socket, rather than each worker binding its own with
 ``SO_REUSEPORT``, works on every Unix and keeps the connection queue shared:
 a busy worker does not strand connections the kernel hashed to it.
 
+Forked, not started afresh: every worker, a restarted one too, serves the
+config, users and recipients the parent loaded, as the single process does
+until it is restarted.  A worker started as a new program would read the
+files again, so after an edit (or a typo) the workers would disagree, or the
+restarted one would not start at all.  The parent runs no trio loop and no
+thread before it forks; each worker starts its own loop.
+
 The parent supervises: a worker that dies is started again (with a pause,
 and giving up if they keep dying), and SIGINT/SIGTERM/SIGHUP are passed on
 to every worker, whose own handling makes the first signal graceful and the
-second immediate.  Once stopping, the parent closes its copies of the
-listening sockets, so that new clients are refused as soon as the workers
-have closed theirs, not left in the queue until the grace period ends.  A
-worker whose parent dies (killed, so it could pass nothing on) gets SIGTERM
-from the kernel and shuts down gracefully (Linux; elsewhere it runs on).
+second immediate.  Each worker is in a process group of its own, so that a
+signal sent to the parent's whole group (Ctrl-C in a terminal) reaches the
+workers once, from the parent, and is not taken for the second.  Once
+stopping, the parent closes its copies of the listening sockets, so that new
+clients are refused as soon as the workers have closed theirs, not left in
+the queue until the grace period ends.  A worker whose parent dies (killed,
+so it could pass nothing on) gets SIGTERM from the kernel and shuts down
+gracefully (Linux; elsewhere it runs on).
 
 With ``--pin-workers`` each worker is bound to one CPU of those the parent
 may use (worker ``i`` to the ``i``-th, round robin), as nginx's
@@ -30,26 +38,24 @@ kernel's own placement may serve better.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
-import fcntl
 import logging
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
+import traceback
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
 from ._config import ListenerConfig, ServerConfig
 
 log = logging.getLogger("smtp_recv.workers")
 
-#: sd_listen_fds(3): passed sockets start at file descriptor 3.
-FIRST_FD = 3
 #: A worker that dies is restarted after this pause (seconds)...
 RESTART_PAUSE = 1.0
 #: ...unless this many died within RESTART_WINDOW seconds: then we give up.
@@ -102,31 +108,8 @@ def _bind(listener: ListenerConfig) -> socket.socket:
     return socket.create_server((host, listener.port), family=family, backlog=BACKLOG)
 
 
-def _place_at_listen_fds(
-    sockets: Sequence[tuple[str, socket.socket]],
-) -> list[tuple[str, socket.socket]]:
-    """Move the sockets to descriptors 3, 4, ... in this process.
-
-    Workers inherit them at the same numbers, where sd_listen_fds(3) looks.
-    Doing it here rather than in the child keeps those numbers from being
-    taken by anything subprocess opens while starting a worker.  Whatever
-    was at those numbers (a descriptor inherited from our own parent) is
-    replaced.
-    """
-    count = len(sockets)
-    floor = FIRST_FD + count
-    # First above every target, so that no move overwrites a socket still to move.
-    lifted = []
-    for name, sock in sockets:
-        lifted.append((name, fcntl.fcntl(sock.fileno(), fcntl.F_DUPFD_CLOEXEC, floor)))
-        sock.close()
-    placed = []
-    for index, (name, descriptor) in enumerate(lifted):
-        target = FIRST_FD + index
-        os.dup2(descriptor, target, inheritable=False)
-        os.close(descriptor)
-        placed.append((name, socket.socket(fileno=target)))
-    return placed
+#: A worker: runs the server on the sockets it is given; returns the exit status.
+Worker = Callable[[Sequence[tuple[str, socket.socket]]], int]
 
 
 class Supervisor:
@@ -134,55 +117,71 @@ class Supervisor:
 
     def __init__(
         self,
-        command: Sequence[str],
+        worker: Worker,
         sockets: Sequence[tuple[str, socket.socket]],
         *,
         pin: bool = False,
     ):
-        self._command = list(command)
+        self._worker = worker
         #: The CPUs workers are pinned to, in turn; empty: no pinning.
         self._cpus = sorted(os.sched_getaffinity(0)) if pin else []
-        self._sockets = _place_at_listen_fds(sockets)
-        self._workers: dict[int, subprocess.Popen[bytes]] = {}
+        self._sockets = list(sockets)
+        #: The running workers' pids, by slot.
+        self._workers: dict[int, int] = {}
         self._deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._signals = 0
         self._prctl = _parent_death_signal()
 
     def _spawn(self, slot: int) -> None:
-        names = ":".join(name for name, _ in self._sockets)
-        count = len(self._sockets)
         cpu = self._cpus[slot % len(self._cpus)] if self._cpus else None
+        parent = os.getpid()
+        sys.stdout.flush()  # or the child would write what is buffered again
+        sys.stderr.flush()
+        # Until the child has put the default handlers back, a stop signal
+        # must not run the parent's handler in it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                os._exit(self._in_child(parent, cpu))
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+        self._workers[slot] = pid
+        where = f" on CPU {cpu}" if cpu is not None else ""
+        log.info("worker %d started (pid %d)%s", slot, pid, where)
 
-        prctl, parent = self._prctl, os.getpid()
-
-        def in_child() -> None:
-            if prctl is not None:
-                prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-                if os.getppid() != parent:  # it died before the call
-                    os.kill(os.getpid(), signal.SIGTERM)
-            # Only the child knows its pid; sd_listen_fds(3) checks it.
-            os.environ["LISTEN_PID"] = str(os.getpid())
-            os.environ["LISTEN_FDS"] = str(count)
-            os.environ["LISTEN_FDNAMES"] = names
+    def _in_child(self, parent: int, cpu: int | None) -> int:
+        """The worker's life, in the forked child; never returns to the caller's frames."""
+        try:
+            for number in STOP_SIGNALS:
+                signal.signal(number, signal.SIG_DFL)
+            os.setpgid(0, 0)
+            if self._prctl is not None:
+                self._prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            if os.getppid() != parent:  # it died before the prctl call
+                return 128 + signal.SIGTERM
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
-
-        worker = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
-            self._command,
-            pass_fds=tuple(range(FIRST_FD, FIRST_FD + count)),
-            preexec_fn=in_child,  # the parent runs no other threads
-        )
-        self._workers[slot] = worker
-        where = f" on CPU {cpu}" if cpu is not None else ""
-        log.info("worker %d started (pid %d)%s", slot, worker.pid, where)
+            return self._worker(self._sockets)
+        except SystemExit as exit_:
+            return exit_.code if isinstance(exit_.code, int) else 1
+        except BaseException:
+            # Whatever it was, the worker is over: say why, and never unwind
+            # into the parent's frames, which this process also has.
+            traceback.print_exc()
+            return 1
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         self._signals += 1
         name = signal.Signals(number).name
         log.info("%s: passing it on to %d workers", name, len(self._workers))
-        for worker in self._workers.values():
-            if worker.poll() is None:
-                worker.send_signal(number)
+        for pid in self._workers.values():
+            with contextlib.suppress(ProcessLookupError):  # gone already
+                os.kill(pid, number)
 
     def run(self, count: int) -> int:
         """Start ``count`` workers and keep them running until a signal; the exit status."""
@@ -195,13 +194,14 @@ class Supervisor:
                 if self._stopping():
                     self._close_sockets()
                     return self._wait_for_all()
-                for slot, worker in list(self._workers.items()):
-                    status = worker.poll()
+                for slot, pid in list(self._workers.items()):
+                    status = _exit_status(pid, block=False)
                     if status is None:
                         continue
+                    del self._workers[slot]
                     if self._stopping():
                         break
-                    log.error("worker %d (pid %d) exited with %d", slot, worker.pid, status)
+                    log.error("worker %d (pid %d) exited with %d", slot, pid, status)
                     now = time.monotonic()
                     self._deaths.append(now)
                     if len(self._deaths) == MAX_RESTARTS and now - self._deaths[0] < RESTART_WINDOW:
@@ -236,27 +236,24 @@ class Supervisor:
         it can handle it; it served nobody, so that is a clean stop too.
         """
         status = 0
-        for worker in self._workers.values():
-            code = worker.wait()
+        for pid in self._workers.values():
+            code = _exit_status(pid, block=True)
+            assert code is not None
             if code < 0:  # killed by a signal it did not handle
                 code = 0 if -code in STOP_SIGNALS else 128 - code
             status = status or code
+        self._workers.clear()
         log.info("all workers stopped")
         return status
 
 
-def worker_command(argv: Sequence[str]) -> list[str]:
-    """The command line of one worker: ours, with ``--workers 1`` (and no pinning)."""
-    command = [sys.executable, "-m", "smtp_recv"]
-    skip = False
-    for argument in argv:
-        if skip:
-            skip = False
+def _exit_status(pid: int, *, block: bool) -> int | None:
+    """A child's exit code (``-N`` for signal N), or ``None`` while it runs."""
+    while True:
+        try:
+            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
-        if argument == "--workers":
-            skip = True
-            continue
-        if argument.startswith("--workers=") or argument == "--pin-workers":
-            continue
-        command.append(argument)
-    return [*command, "--workers", "1"]
+        if done == 0:
+            return None
+        return os.waitstatus_to_exitcode(status)

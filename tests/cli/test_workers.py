@@ -20,7 +20,6 @@ import pytest
 import trustme
 
 from smtp_recv._maildir import mailbox_directory
-from smtp_recv._workers import worker_command
 
 from .conftest import write_config
 from .test_cli_serve import MESSAGE, new_messages
@@ -45,13 +44,6 @@ def worker_pids(log: Path) -> dict[int, int]:
     return pids
 
 
-def test_worker_command_replaces_the_worker_count() -> None:
-    command = worker_command(
-        ["serve", "--workers", "4", "--config", "c.toml", "--workers=3", "--pin-workers"]
-    )
-    assert command[1:] == ["-m", "smtp_recv", "serve", "--config", "c.toml", "--workers", "1"]
-
-
 def test_pin_workers_needs_several_workers(
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
@@ -71,8 +63,13 @@ def supervisor(
     *,
     pinned: bool = False,
     inherited: bool = False,
+    own_group: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
-    """``smtp-recv serve --workers 2`` on free ports: the process, the MX port, its log."""
+    """``smtp-recv serve --workers 2`` on free ports: the process, the MX port, its log.
+
+    ``own_group``: in a process group of its own, as a shell runs a command,
+    so that the test can signal the whole group without signalling itself.
+    """
     config = write_config(tmp_path, certificate_authority)
     log = tmp_path / "supervisor.log"
     with log.open("w") as stderr:
@@ -94,7 +91,13 @@ def supervisor(
             command.append("--pin-workers")
         if inherited:
             command = ["sh", "-c", 'exec "$@" 3</dev/null 4</dev/null', "sh", *command]
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=stderr, text=True)
+        process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            process_group=0 if own_group else None,
+        )
         # Read in a thread, so that a server that never gets ready fails the
         # test after TIMEOUT instead of hanging it.
         lines: queue.Queue[str] = queue.Queue()
@@ -133,8 +136,9 @@ def gone(pid: int) -> bool:
 
 
 # The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
-# a service manager): the workers must still find the sockets there.  With
-# --pin-workers each worker (a restarted one too) runs on its own CPU.
+# a service manager), where systemd passes sockets: they must not confuse
+# the workers.  With --pin-workers each worker (a restarted one too) runs on
+# its own CPU.
 @pytest.mark.parametrize(
     ("inherited", "pinned"),
     [(False, False), (True, False), (False, True)],
@@ -238,10 +242,12 @@ def test_a_second_signal_stops_the_workers_at_once_with_the_status_one_process_g
 
 
 SUPERVISE_ONE = """
-import os, signal, socket, sys, threading
+import os, signal, socket, sys, threading, time
 from smtp_recv._workers import Supervisor
+def worker(sockets):
+    exec(sys.argv[1])
 listener = socket.create_server(("127.0.0.1", 0))
-supervisor = Supervisor([sys.executable, "-c", sys.argv[1]], [("mx", listener)])
+supervisor = Supervisor(worker, [("mx", listener)])
 threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM)).start()
 sys.exit(supervisor.run(1))
 """
@@ -275,3 +281,48 @@ def test_the_supervisor_exit_status_reports_how_its_workers_stopped(
         [sys.executable, "-c", SUPERVISE_ONE, worker], capture_output=True, timeout=TIMEOUT
     )
     assert result.returncode == status, result.stderr
+
+
+def test_ctrl_c_to_the_whole_group_is_one_graceful_stop(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    # A terminal sends SIGINT to every process of the foreground group; the
+    # workers must not take the supervisor's copy for a second signal.
+    with supervisor(tmp_path, certificate_authority, own_group=True) as (process, port, log):
+        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+        client.ehlo()
+        client.mail("a@example.org")
+        client.rcpt("bob@example.com")
+        assert client.docmd("DATA")[0] == 354
+        client.send(MESSAGE)
+        os.killpg(process.pid, signal.SIGINT)
+        wait_for(lambda: "SIGINT: passing it on" in log.read_text(), "the signal")
+        client.send(b".\r\n")
+        assert client.getreply()[0] == 250
+        client.close()
+        assert process.wait(TIMEOUT) == 0
+    assert "stopping at once" not in log.read_text()
+    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+    assert len(stored) == 1
+
+
+def test_a_restarted_worker_serves_the_config_the_supervisor_loaded(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    # There is no reload: until a restart, every worker serves what was
+    # loaded at start, even after the file changed (or was broken).
+    with supervisor(tmp_path, certificate_authority) as (process, port, log):
+        first = worker_pids(log)
+        config = tmp_path / "config.toml"
+        config.write_text(config.read_text() + "\nthis is not TOML\n")
+        os.kill(first[0], signal.SIGKILL)
+        wait_for(lambda: worker_pids(log).get(0, first[0]) != first[0], "a restarted worker")
+        wait_for(lambda: log.read_text().count(" listening: ") == 3, "it to listen")
+        for number in range(8):
+            with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+                client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"%d" % number)
+        assert "exited with 2" not in log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(TIMEOUT) == 0
+    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+    assert len(stored) == 8
