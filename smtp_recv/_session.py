@@ -176,6 +176,15 @@ def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, 
         steps.close()
 
 
+def _path(address: str) -> str:
+    """An address for a log line between ``<>``: the null path stays empty.
+
+    ``escape`` shows empty text as ``?``, and ``from=<?>`` would hide the
+    bounces (``MAIL FROM:<>``) from whoever greps the log for them.
+    """
+    return escape(address) if address else ""
+
+
 def _reply_from(reject: Reject) -> Reply:
     try:
         return Reply.make(reject.code, reject.enhanced, reject.text)
@@ -646,7 +655,7 @@ class Session:
                 "%s user %s may not send as <%s>",
                 self.id,
                 escape(self._username),
-                escape(event.sender),
+                _path(event.sender),
             )
             await self._refuse(conn, replies.SENDER_NOT_OWNED)
 
@@ -823,7 +832,7 @@ class Session:
                 "%s message %s from=<%s> rcpts=%d size=%d result=%d",
                 self.id,
                 self._message_id,
-                escape(event.sender),
+                _path(event.sender),
                 len(recipients),
                 content.size,
                 reply.code,

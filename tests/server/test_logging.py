@@ -28,6 +28,7 @@ async def test_logs_connection_open_close_and_each_message(
         port = client.stream.socket.getsockname()[1]  # type: ignore[attr-defined]
         await client.greeting_and_ehlo()
         accepted = await client.send_message("a@b.example", ["bob@example.com"])
+        bounce = await client.send_message("", ["bob@example.com"])
         assert (await client.command("QUIT")).code == 221
         assert await client.closed() == b""
     session_lines = [r.getMessage() for r in caplog.records if r.name == "smtp_recv.session"]
@@ -36,11 +37,16 @@ async def test_logs_connection_open_close_and_each_message(
     session_id = connect.split(" ")[0]
     assert connect == f"{session_id} connect mx [127.0.0.1]:{port}"
     assert f"{session_id} disconnect" in session_lines
-    (message,) = [line for line in session_lines if " message " in line]
+    message, bounced = [line for line in session_lines if " message " in line]
     assert re.fullmatch(
         rf"{session_id} message {message_id} from=<a@b\.example> rcpts=1 size=\d+ result=250",
         message,
     ), message
+    # The null path as it was sent, so that bounces can be found.
+    bounce_id = bounce.text.rsplit(" ", 1)[1]
+    assert re.fullmatch(
+        rf"{session_id} message {bounce_id} from=<> rcpts=1 size=\d+ result=250", bounced
+    ), bounced
     assert session_lines.index(connect) < session_lines.index(message)
     assert session_lines.index(message) < session_lines.index(f"{session_id} disconnect")
 
