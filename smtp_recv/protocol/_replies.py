@@ -122,11 +122,17 @@ def greeting(hostname: str) -> Reply:
 @functools.lru_cache(maxsize=128)
 def ehlo(hostname: str, client: str, keywords: tuple[str, ...]) -> Reply:
     """RFC 5321 4.1.1.1: our name on the first line, one extension per line after."""
-    return Reply(250, None, (f"{hostname} Hello {client}", *keywords))
+    return Reply(250, None, (_hello(hostname, client), *keywords))
 
 
 def helo(hostname: str, client: str) -> Reply:
-    return _r(250, None, f"{hostname} Hello {client}")
+    return _r(250, None, _hello(hostname, client))
+
+
+def _hello(hostname: str, client: str) -> str:
+    # The client's name is echoed only in ASCII: no reply carries UTF-8
+    # before the client has asked for it (RFC 6531), which it has not yet.
+    return f"{hostname} Hello {client}" if client.isascii() else f"{hostname} Hello"
 
 
 def message_accepted(message_id: str) -> Reply:

@@ -99,6 +99,16 @@ def test_rfc5321_4_1_1_1_each_ehlo_names_its_own_client() -> None:
     )
 
 
+@pytest.mark.parametrize("verb", ["EHLO", "HELO"])
+def test_a_client_name_not_in_ascii_is_not_echoed(verb: str) -> None:
+    # RFC 6531: no UTF-8 in a reply before the client asked for SMTPUTF8.
+    dialogue = Dialogue()
+    out = dialogue.say(f"{verb} b\u00fccher.example")
+    assert out.isascii()
+    assert out.startswith(f"250{'-' if verb == 'EHLO' else ' '}{HOSTNAME} Hello\r\n".encode())
+    assert dialogue.conn.helo_name == "b\u00fccher.example"
+
+
 def ehlo_keywords(session: SessionConfig) -> list[str]:
     [answer] = parse_replies(Dialogue(session).say("EHLO client.example"))
     assert answer.code == 250
