@@ -350,8 +350,14 @@ HEADER_CASES = {
     "recipient-quoted-specials": (
         b"EHLO client.example\r\n",
         b'MAIL FROM:<a@victim.example>\r\nRCPT TO:<"x>;y(z"@our.example>\r\n',
-        b"for <?x??y?z?@our.example>;",
-        (b'"x>', b";y(z"),
+        b"(smtp_recv) with ESMTP",
+        (b'"x>', b";y(z", b"for <"),
+    ),
+    "recipient-utf8": (
+        b"EHLO client.example\r\n",
+        "MAIL FROM:<a@victim.example> SMTPUTF8\r\nRCPT TO:<b\u00fc@our.example>\r\n".encode(),
+        b"(smtp_recv) with UTF8SMTP",
+        ("\u00fc".encode(), b"for <"),
     ),
 }
 rows_header = [
