@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import secrets
+import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -65,10 +66,15 @@ class _ParsedHash:
 
 
 def _scrypt(password: str, salt: bytes, n: int, r: int, p: int, length: int) -> bytes:
+    # One password has several spellings in Unicode (a precomposed "é", or
+    # "e" and a combining accent, as some keyboards and systems send it):
+    # hashed and checked in NFKC, the normalisation SASLprep (RFC 4013, which
+    # RFC 4616 names for PLAIN) uses, they all match.
+    prepared = unicodedata.normalize("NFKC", password).encode()
     # OpenSSL refuses to use more than maxmem: give it what it allocates,
     # 128 * r * (n + p + 2) bytes, and as much again.
     return hashlib.scrypt(
-        password.encode(), salt=salt, n=n, r=r, p=p, maxmem=256 * r * (n + p + 2), dklen=length
+        prepared, salt=salt, n=n, r=r, p=p, maxmem=256 * r * (n + p + 2), dklen=length
     )
 
 

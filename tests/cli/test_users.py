@@ -67,6 +67,14 @@ def test_non_ascii_password() -> None:
     assert verify_password("pässwörd ✓", hash_password("pässwörd ✓", **CHEAP))
 
 
+def test_a_password_matches_in_every_unicode_spelling() -> None:
+    # RFC 4616 and RFC 4013 (SASLprep): compared after NFKC normalisation.
+    composed, decomposed = "caf\u00e9 cr\u00e8me", "cafe\u0301 cre\u0300me"
+    assert verify_password(decomposed, hash_password(composed, **CHEAP))
+    assert verify_password(composed, hash_password(decomposed, **CHEAP))
+    assert not verify_password("cafe creme", hash_password(composed, **CHEAP))
+
+
 @pytest.mark.parametrize(
     "encoded",
     [
