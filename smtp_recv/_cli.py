@@ -150,7 +150,7 @@ def systemd_sockets(environ: Mapping[str, str], pid: int) -> list[tuple[str, soc
         descriptor = SYSTEMD_FIRST_FD + index
         name = names[index] if index < len(names) else ""
         try:
-            os.set_inheritable(descriptor, False)  # not for our children
+            os.set_inheritable(descriptor, False)  # not for programs we may run
             passed.append((name, socket.socket(fileno=descriptor)))
         except OSError as error:  # closed, or a file rather than a socket
             raise ConfigError(
@@ -629,8 +629,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="An SMTP receiving server: MX with STARTTLS, submission with implicit TLS.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        # An abbreviation (--pin for --pin-workers) would reach the workers'
-        # command lines, which drop only the full spellings.
+        # Options are spelt out: an abbreviation in a unit file or script
+        # (--pin for --pin-workers) would break, or change meaning, the day
+        # another option shares its prefix.
         allow_abbrev=False,
     )
     parser.add_argument("--version", action="version", version=f"{PROGRAM} {__version__}")

@@ -24,8 +24,12 @@ def _process_tag() -> str:
 
 
 _pid = _process_tag()
-os.register_at_fork(after_in_child=lambda: globals().update(_pid=_process_tag()))
 _SALT = secrets.token_hex(2)
+# A forked worker takes a pid and a salt of its own: a worker restarted
+# within the second may get a pid used before.
+os.register_at_fork(
+    after_in_child=lambda: globals().update(_pid=_process_tag(), _SALT=secrets.token_hex(2))
+)
 
 
 def new_id() -> str:

@@ -137,21 +137,28 @@ class Supervisor:
         parent = os.getpid()
         sys.stdout.flush()  # or the child would write what is buffered again
         sys.stderr.flush()
-        # Until the child has put the default handlers back, a stop signal
-        # must not run the parent's handler in it.
+        # Stop signals wait until the child has put the default handlers
+        # back (the parent's must not run in it) and the parent has the new
+        # worker in its table (or the signal would not be passed on to it).
         signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
         try:
+            if self._stopping():
+                return
             pid = os.fork()
             if pid == 0:
-                os._exit(self._in_child(parent, cpu))
+                status = 1
+                try:
+                    status = self._in_child(parent, cpu)
+                finally:
+                    os._exit(status)  # never unwind into the parent's frames
+            self._workers[slot] = pid
         finally:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
-        self._workers[slot] = pid
         where = f" on CPU {cpu}" if cpu is not None else ""
         log.info("worker %d started (pid %d)%s", slot, pid, where)
 
     def _in_child(self, parent: int, cpu: int | None) -> int:
-        """The worker's life, in the forked child; never returns to the caller's frames."""
+        """The worker's life, in the forked child; its exit status."""
         try:
             for number in STOP_SIGNALS:
                 signal.signal(number, signal.SIG_DFL)
@@ -165,15 +172,15 @@ class Supervisor:
                 os.sched_setaffinity(0, {cpu})
             return self._worker(self._sockets)
         except SystemExit as exit_:
-            return exit_.code if isinstance(exit_.code, int) else 1
+            code = exit_.code
+            return code if isinstance(code, int) else (0 if code is None else 1)
         except BaseException:
-            # Whatever it was, the worker is over: say why, and never unwind
-            # into the parent's frames, which this process also has.
-            traceback.print_exc()
+            traceback.print_exc()  # the worker is over: say why
             return 1
         finally:
-            sys.stdout.flush()
-            sys.stderr.flush()
+            with contextlib.suppress(OSError):  # a reader that has gone
+                sys.stdout.flush()
+                sys.stderr.flush()
 
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         self._signals += 1
@@ -195,12 +202,12 @@ class Supervisor:
                     self._close_sockets()
                     return self._wait_for_all()
                 for slot, pid in list(self._workers.items()):
+                    if self._stopping():
+                        break  # _wait_for_all reaps it, and reports its status
                     status = _exit_status(pid, block=False)
                     if status is None:
                         continue
                     del self._workers[slot]
-                    if self._stopping():
-                        break
                     log.error("worker %d (pid %d) exited with %d", slot, pid, status)
                     now = time.monotonic()
                     self._deaths.append(now)
@@ -249,11 +256,5 @@ class Supervisor:
 
 def _exit_status(pid: int, *, block: bool) -> int | None:
     """A child's exit code (``-N`` for signal N), or ``None`` while it runs."""
-    while True:
-        try:
-            done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
-        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
-            continue
-        if done == 0:
-            return None
-        return os.waitstatus_to_exitcode(status)
+    done, status = os.waitpid(pid, 0 if block else os.WNOHANG)
+    return None if done == 0 else os.waitstatus_to_exitcode(status)

@@ -96,8 +96,7 @@ def test_a_symlink_loop_in_the_config_exits_2_naming_the_key(
 
 
 def test_an_abbreviated_option_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
-    # Workers' command lines drop --pin-workers by its full name only, so an
-    # abbreviation that argparse accepted would reach (and stop) every worker.
+    # An abbreviation would change meaning the day another option shares its prefix.
     parser = build_parser()
     assert parser.parse_args(["serve", "--pin-workers"]).pin_workers
     with pytest.raises(SystemExit) as exited:

@@ -62,7 +62,6 @@ def supervisor(
     certificate_authority: trustme.CA,
     *,
     pinned: bool = False,
-    inherited: bool = False,
     own_group: bool = False,
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     """``smtp-recv serve --workers 2`` on free ports: the process, the MX port, its log.
@@ -89,8 +88,6 @@ def supervisor(
         ]
         if pinned:
             command.append("--pin-workers")
-        if inherited:
-            command = ["sh", "-c", 'exec "$@" 3</dev/null 4</dev/null', "sh", *command]
         process = subprocess.Popen(
             command,
             stdout=subprocess.PIPE,
@@ -135,19 +132,12 @@ def gone(pid: int) -> bool:
     return not status.exists() or "zombie" in status.read_text()
 
 
-# The supervisor may itself inherit descriptors at 3 and 4 (from a shell,
-# a service manager), where systemd passes sockets: they must not confuse
-# the workers.  With --pin-workers each worker (a restarted one too) runs on
-# its own CPU.
-@pytest.mark.parametrize(
-    ("inherited", "pinned"),
-    [(False, False), (True, False), (False, True)],
-    ids=["plain", "fds-3-4-taken", "pinned"],
-)
+# With --pin-workers each worker (a restarted one too) runs on its own CPU.
+@pytest.mark.parametrize("pinned", [False, True], ids=["plain", "pinned"])
 def test_workers_share_the_socket_and_are_restarted(
-    tmp_path: Path, certificate_authority: trustme.CA, inherited: bool, pinned: bool
+    tmp_path: Path, certificate_authority: trustme.CA, pinned: bool
 ) -> None:
-    with supervisor(tmp_path, certificate_authority, pinned=pinned, inherited=inherited) as (
+    with supervisor(tmp_path, certificate_authority, pinned=pinned) as (
         process,
         port,
         log,
@@ -326,3 +316,32 @@ def test_a_restarted_worker_serves_the_config_the_supervisor_loaded(
         assert process.wait(TIMEOUT) == 0
     stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
     assert len(stored) == 8
+
+
+SIGNAL_WHILE_FORKING = """
+import logging, os, signal, socket, sys, time
+from smtp_recv import _workers
+logging.basicConfig(level=logging.INFO)
+fork = os.fork
+def fork_then_signal():
+    pid = fork()
+    if pid:  # the stop signal lands while the worker is being forked
+        os.kill(os.getpid(), signal.SIGTERM)
+    return pid
+_workers.os.fork = fork_then_signal
+def worker(sockets):
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))  # as a started worker does
+    time.sleep(30)
+listener = socket.create_server(("127.0.0.1", 0))
+sys.exit(_workers.Supervisor(worker, [("mx", listener)]).run(3))
+"""
+
+
+def test_a_stop_signal_while_a_worker_is_forked_reaches_it_and_no_more_are_started() -> None:
+    start = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-c", SIGNAL_WHILE_FORKING], capture_output=True, timeout=TIMEOUT
+    )
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - start < 10  # not the worker's 30 s
+    assert result.stderr.count(b"started (pid") == 1
