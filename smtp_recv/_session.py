@@ -185,12 +185,13 @@ def _path(address: str) -> str:
     return escape(address) if address else ""
 
 
-def _reply_from(reject: Reject) -> Reply:
+def _reply_from(reject: Reject, unusable: Reply = replies.TEMPORARY_FAILURE) -> Reply:
+    """The reply a hook's Reject asks for, or the hook's failure reply if it cannot be sent."""
     try:
         return Reply.make(reject.code, reject.enhanced, reject.text)
     except ValueError:
         log.warning("hook raised Reject with an unusable reply: %r", reject.args)
-        return replies.TEMPORARY_FAILURE
+        return unusable
 
 
 def _checked_targets(found: object) -> tuple[str, ...]:
@@ -682,7 +683,7 @@ class Session:
             log.exception("%s Forward hook failed", self.id)
             await self._refuse(conn, replies.TEMPORARY_FAILURE, client_error=False)
             return
-        if not targets and event.recipient.casefold() == "postmaster":
+        if not targets and event.recipient.lower() == "postmaster":
             # RFC 5321 4.5.1: <Postmaster> must always be accepted.
             targets = (f"postmaster@{self._config.hostname}",)
         if not targets:
@@ -728,14 +729,15 @@ class Session:
                 event.password,
             )
         except Reject as reject:
-            # The hook's decision: a permanent refusal is a failed attempt,
-            # met with the same delays and limits as a wrong password.
-            reply = _reply_from(reject)
+            # The hook's decision, counted like any hook's Reject; a
+            # permanent one is also a failed attempt, met with the same
+            # delays and limits as a wrong password.
+            reply = _reply_from(reject, replies.AUTH_TEMPORARY_FAILURE)
             log.info("%s AUTH refused by the Auth hook: %s", self.id, reply)
             permanent = not reply.is_transient
             if permanent:
                 await self._auth_failed(conn)
-            conn.reject(reply, counted=permanent)
+            conn.reject(reply)
             if reply.closes:
                 self._closing = True
             elif permanent:

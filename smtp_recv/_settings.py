@@ -575,7 +575,7 @@ def _recipients(source: Path, raw: _Recipients) -> Recipients:
                 raise ConfigError(source, _key(*key, index), f"{target!r} is not an address")
         if address.startswith("@") and len(address) > 1 and "@" not in address[1:]:
             catch_alls[address[1:]] = targets
-        elif _is_address(address) or address.casefold() == "postmaster":
+        elif _is_address(address) or address.lower() == "postmaster":
             forwards[address] = targets
         else:
             raise ConfigError(

@@ -191,8 +191,8 @@ class ServerConnection:
     def pending_bytes(self) -> int:
         """Bytes received and not yet parsed (part of a line, or a body piece).
 
-        The I/O layer uses it to tell a client that is between commands from
-        one that is half-way through sending a line (slowloris deadline).
+        What the connection holds in memory for the client; see ``mid_line``
+        for whether the client is half-way through a command line.
         """
         return len(self._buffer)
 
@@ -388,7 +388,9 @@ class ServerConnection:
                 raise _Refusal(replies.NOT_IMPLEMENTED)
             raise _Refusal(replies.UNRECOGNISED)
         if len(line) + 2 > _LINE_LIMITS.get(verb, limits.COMMAND_LINE):
-            self._unless_bdat(line)
+            if verb is Verb.BDAT:  # its chunk cannot be framed (see _unless_bdat)
+                self.abort(replies.BDAT_SYNTAX)
+                raise ProtocolError(replies.BDAT_SYNTAX)
             raise _Refusal(replies.LINE_TOO_LONG)
         if verb is Verb.BDAT:
             # BDAT sequences itself: a refused chunk must still be read.

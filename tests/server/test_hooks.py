@@ -196,6 +196,34 @@ async def test_our_own_failures_are_not_the_clients_errors(
         assert (await client.reply()).code == 421
 
 
+class DownAuth:
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        if username.startswith("slow"):
+            await trio.sleep_forever()
+        raise ConnectionError("user database unreachable")
+
+
+async def test_our_own_failures_are_not_the_clients_errors_on_submission_either(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(hard_error_limit=3, soft_error_limit=10, hook_timeout=5)
+    async with (
+        running(cert_set, auth=DownAuth(), config=config) as server,
+        await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as client,
+    ):
+        await client.greeting_and_ehlo()
+        for name in ("down", "slow", "down", "slow"):
+            failed = await client.login(f"{name}@example.com")
+            assert (failed.code, failed.enhanced) == (454, "4.7.0"), name
+        # Three errors of the client's own end the session, not one.
+        assert (await client.command("XYZZY")).code == 500
+        assert (await client.command("XYZZY")).code == 500
+        assert (await client.command("XYZZY")).code == 500
+        assert (await client.reply()).code == 421
+
+
 # -- shutdown ------------------------------------------------------------------------
 async def expect_shutting_down(client: Client, *, after_an_answer: bool = False) -> None:
     """The next reply is ``421 4.3.2`` (past a ``250`` with ``after_an_answer``)."""
