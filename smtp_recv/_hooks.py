@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from ._mail import Mail, UserMail
+from ._mailboxes import same_mailbox
 
 
 class Reject(Exception):
@@ -92,14 +93,15 @@ class SenderPolicy(Protocol):
 
 
 class SenderIsLogin:
-    """The default :class:`SenderPolicy`: the sender must equal the login name.
+    """The default :class:`SenderPolicy`: the sender must be the login's mailbox.
 
-    Compared case-insensitively, as mail systems treat the domain part
-    case-insensitively and nearly all treat the local part so too.
+    Compared as the built-in recipient map compares addresses: the local
+    part by lower case (nearly all mail systems ignore its case), the domain
+    in its lower-case ``xn--`` form, whichever form the client wrote.
     """
 
     async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
-        return sender.casefold() == username.casefold()
+        return same_mailbox(sender, username)
 
 
 @runtime_checkable

@@ -27,67 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
+from ._mailboxes import canonical_address, canonical_domain
+
 __all__ = ["AcceptEveryRecipient", "Recipients"]
-
-
-def _fold_local_part(local_part: str) -> str:
-    """The local part as compared: lower case, and no more.
-
-    ``str.lower()`` rather than ``str.casefold()``: case folding also expands
-    and merges letters that are not case variants of one another (``ß`` to
-    ``ss``, final sigma to sigma, ``ﬁ`` to ``fi``), which would deliver
-    ``STRASSE@`` to the ``straße@`` mailbox, two people's mail in one Maildir.
-    Lower-casing only pairs a letter with its own capital, so ``BØB@`` still
-    reaches ``bøb@`` (SMTPUTF8 senders are no more careful with case than
-    ASCII ones) while distinct letters stay distinct.  Folding only ASCII
-    would keep letters apart too, but would refuse ``BØB@`` for no reason.
-    """
-    return local_part.lower()
-
-
-def _canonical_domain(domain: str) -> str:
-    """The domain as compared: its A-label form in lower case.
-
-    The standard library's ``idna`` codec implements IDNA 2003 (RFC 3490):
-    nameprep, then Punycode, label by label; ASCII labels, ``xn--`` ones
-    included, pass through with only their length checked.  What it does not
-    cover, and so neither do we:
-
-    * IDNA 2008 (RFC 5891) and its UTS 46 mapping.  IDNA 2003 maps the
-      "deviation" characters away (``ß`` to ``ss``, final sigma to sigma,
-      ZWJ and ZWNJ to nothing), so ``straße.de`` compares equal to
-      ``strasse.de``, not to its IDNA 2008 A-label ``xn--strae-oqa.de``.
-      An operator of such a domain lists the xn-- form, which matches
-      exactly, and may forward the U-label to it.
-    * Code points unassigned in Unicode 3.2 are let through (nameprep's
-      query mode) without the normalisation IDNA 2008 would apply.
-    * A-labels are not decoded, so one that is not valid Punycode or would
-      not survive a round trip is compared as written: IDNA 2003's decoder
-      would refuse valid IDNA 2008 A-labels such as ``xn--strae-oqa``.
-
-    Address literals (``[192.0.2.1]``, RFC 5321 4.1.3) are ASCII by grammar
-    and are only lower-cased (``IPv6:`` and hex digits ignore case).
-
-    Raises:
-        UnicodeError: the domain has no A-label form (invalid IDNA): an empty
-            or over-long label, a code point nameprep prohibits, a label
-            mixing right-to-left and left-to-right letters.
-    """
-    if domain.startswith("["):
-        return domain.lower()
-    return domain.encode("idna").decode("ascii").lower()
-
-
-def _canonical_address(address: str) -> str:
-    """The address as compared.
-
-    Raises:
-        UnicodeError: its domain has no A-label form.
-    """
-    local_part, at, domain = address.rpartition("@")
-    if not at:
-        return _fold_local_part(address)
-    return f"{_fold_local_part(local_part)}@{_canonical_domain(domain)}"
 
 
 def _not_a_domain(error: UnicodeError) -> str:
@@ -149,7 +91,7 @@ class Recipients:
                 raise ValueError(f"catch-all for {domain!r} has no targets")
             bare = domain.removeprefix("@")
             try:
-                canonical = _canonical_domain(bare)
+                canonical = canonical_domain(bare)
             except UnicodeError as error:
                 raise ValueError(f"catch-all for {domain!r}: {_not_a_domain(error)}") from None
             if canonical in self._domains:
@@ -169,7 +111,7 @@ class Recipients:
 
     def _add(self, address: str, targets: tuple[str, ...], kind: str) -> None:
         try:
-            canonical = _canonical_address(address)
+            canonical = canonical_address(address)
         except UnicodeError as error:
             raise ValueError(f"{kind} {address!r}: {_not_a_domain(error)}") from None
         if canonical in self._addresses:
@@ -184,7 +126,7 @@ class Recipients:
 
     def _listed_spelling(self, target: str) -> str:
         try:
-            canonical = _canonical_address(target)
+            canonical = canonical_address(target)
         except UnicodeError:
             # A target whose domain has no A-label form is none of ours: it
             # keeps its own spelling.
@@ -205,7 +147,7 @@ class Recipients:
     def targets(self, recipient: str) -> tuple[str, ...]:
         """The synchronous core of :meth:`lookup`."""
         try:
-            canonical = _canonical_address(recipient)
+            canonical = canonical_address(recipient)
         except UnicodeError:
             # Not a domain (invalid IDNA): none of ours, refused like any
             # other unknown recipient.

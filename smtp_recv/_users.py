@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import trio
 
+from ._mailboxes import canonical_address, same_mailbox
+
 __all__ = ["PasswordHashError", "User", "Users", "hash_password", "verify_password"]
 
 #: Default scrypt cost: n=2**14, r=8, p=1 is the RFC 7914 interactive-login
@@ -157,16 +159,6 @@ def _cost(encoded: str) -> tuple[int, int, int]:
     return parsed.n, parsed.r, parsed.p
 
 
-def _split_address(address: str) -> tuple[str, str]:
-    local, at, domain = address.rpartition("@")
-    return (local, domain.lower()) if at else (address, "")
-
-
-def same_address(first: str, second: str) -> bool:
-    """Compare two addresses: local parts exactly, domains case-insensitively (RFC 5321 2.4)."""
-    return _split_address(first) == _split_address(second)
-
-
 @dataclass(frozen=True, slots=True)
 class User:
     """One account of the users file.
@@ -184,8 +176,9 @@ class Users:
     """The accounts that may submit mail: both :class:`~smtp_recv.Auth` and
     :class:`~smtp_recv.SenderPolicy`.
 
-    Logins are matched case-insensitively as a whole (people type
-    ``Alice@Example.com``); the user id handed to the server is the address
+    Logins and senders are compared as the recipient map compares addresses
+    (people type ``Alice@Example.com``, and a domain may come in its Unicode
+    or its ``xn--`` form); the user id handed to the server is the address
     as written in the users file.  The SNI ``host`` is not used: one users
     file serves every domain.
 
@@ -193,19 +186,24 @@ class Users:
         users: the accounts, keyed by login address.
 
     Raises:
-        ValueError: two logins differ only in case.
+        ValueError: two logins name one mailbox, or a login's domain is not
+            a valid domain name.
     """
 
     def __init__(self, users: Mapping[str, User]) -> None:
         self._users = dict(users)
         self._by_login: dict[str, str] = {}
         for login in users:
-            folded = login.casefold()
-            if folded in self._by_login:
+            try:
+                canonical = canonical_address(login)
+            except UnicodeError as error:
+                raise ValueError(f"user {login!r}: its domain is not valid: {error}") from None
+            if canonical in self._by_login:
                 raise ValueError(
-                    f"users {self._by_login[folded]!r} and {login!r} differ only in case"
+                    f"users {self._by_login[canonical]!r} and {login!r} are one mailbox"
+                    " (they differ only in case or in the form of their domain)"
                 )
-            self._by_login[folded] = login
+            self._by_login[canonical] = login
         # Checked instead of a real hash when the user is unknown, so that an
         # unknown user costs the same time as a wrong password: made with
         # the parameters most of the users' hashes have.
@@ -237,7 +235,10 @@ class Users:
 
     async def verify(self, host: str | None, username: str, password: str) -> str | None:
         """Return the user id for a good login and password, ``None`` otherwise."""
-        user_id = self._by_login.get(username.casefold())
+        try:
+            user_id = self._by_login.get(canonical_address(username))
+        except UnicodeError:  # no valid domain: no user of ours
+            user_id = None
         stored = self._users[user_id].password_hash if user_id is not None else self._dummy_hash
         matches = await trio.to_thread.run_sync(
             verify_password, password, stored, limiter=self._limiter
@@ -252,4 +253,4 @@ class Users:
         user = self._users.get(user_id)
         if user is None or not sender:
             return False
-        return any(same_address(sender, allowed) for allowed in (user_id, *user.senders))
+        return any(same_mailbox(sender, allowed) for allowed in (user_id, *user.senders))

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from smtp_recv import Auth, SenderPolicy
+from smtp_recv import Auth, SenderIsLogin, SenderPolicy
 from smtp_recv._users import (
     PasswordHashError,
     User,
@@ -128,10 +128,34 @@ async def test_wrong_password_and_unknown_user_both_fail(users: Users) -> None:
     assert await users.verify(None, "", "") is None
 
 
-def test_logins_differing_only_in_case_are_refused() -> None:
+@pytest.mark.parametrize(
+    "other",
+    ["A@example.com", "a@EXAMPLE.com", "a@xn--exmple-cua.com"],
+    ids=["case", "domain", "idn"],
+)
+def test_logins_that_are_one_mailbox_are_refused(other: str) -> None:
     encoded = hash_password("x", **CHEAP)
-    with pytest.raises(ValueError, match="differ only in case"):
-        Users({"a@example.com": User(encoded), "A@example.com": User(encoded)})
+    first = "a@ex\u00e4mple.com" if other.endswith("xn--exmple-cua.com") else "a@example.com"
+    with pytest.raises(ValueError, match="are one mailbox"):
+        Users({first: User(encoded), other: User(encoded)})
+
+
+async def test_logins_and_senders_compare_as_the_recipient_map_does() -> None:
+    # A domain in its Unicode or its xn-- form is one domain; distinct
+    # letters (ß and ss) stay distinct mailboxes.
+    encoded = hash_password("pw", **CHEAP)
+    users = Users({"bob@ex\u00e4mple.com": User(encoded), "stra\u00dfe@example.com": User(encoded)})
+    assert await users.verify(None, "BOB@xn--exmple-cua.com", "pw") == "bob@ex\u00e4mple.com"
+    assert await users.verify(None, "strasse@example.com", "pw") is None
+    assert await users.verify(None, "bob@exa..mple.com", "pw") is None  # no valid domain
+    assert await users.may_send_as("bob@ex\u00e4mple.com", "bob", "bob@xn--exmple-cua.com")
+    assert not await users.may_send_as(
+        "stra\u00dfe@example.com", "stra\u00dfe@example.com", "strasse@example.com"
+    )
+    policy = SenderIsLogin()
+    assert await policy.may_send_as("u", "Bob@xn--exmple-cua.com", "bob@ex\u00e4mple.com")
+    assert not await policy.may_send_as("u", "strasse@example.com", "stra\u00dfe@example.com")
+    assert not await policy.may_send_as("u", "bob@exa..mple.com", "bob@exa..mple.com")
 
 
 @pytest.mark.parametrize(
@@ -141,7 +165,7 @@ def test_logins_differing_only_in_case_are_refused() -> None:
         ("alice@EXAMPLE.COM", True),  # domains are case-insensitive
         ("sales@example.com", True),
         ("sales@Example.Com", True),
-        ("Alice@example.com", False),  # local parts are compared exactly
+        ("Alice@example.com", True),  # one mailbox, as the recipient map has it
         ("bob@example.com", False),
         ("alice@example.org", False),
         ("", False),  # users do not send bounces
