@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 
 # Where each public name lives.
 _EXPORTS = {
+    "ListenError": "._config",
     "ListenerConfig": "._config",
     "ServerConfig": "._config",
     "Auth": "._hooks",
@@ -45,6 +46,7 @@ __all__ = [
     "CertByHost",
     "Certificate",
     "Forward",
+    "ListenError",
     "ListenerConfig",
     "Listening",
     "Mail",
@@ -62,7 +64,7 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from ._config import ListenerConfig, ServerConfig
+    from ._config import ListenerConfig, ListenError, ServerConfig
     from ._hooks import (
         Auth,
         CertByHost,

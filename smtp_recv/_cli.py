@@ -325,52 +325,6 @@ def _format_address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class ListenError(OSError):
-    """A listener could not be bound; the message names it and its address."""
-
-
-def _listen_failure(name: str, listener: ListenerConfig, error: OSError) -> ListenError:
-    host = listener.host or "every address"
-    return ListenError(f"{name} on {host} port {listener.port}: {error.strerror or error}")
-
-
-def _only(config: ServerConfig, name: str) -> ServerConfig:
-    """``config`` with every listener but ``name`` switched off."""
-    other = "submission" if name == "mx" else "mx"
-    return replace(config, **{other: replace(getattr(config, other), enabled=False)})
-
-
-async def _bind(config: ServerConfig) -> ServerConfig:
-    """Bind the listeners one by one, so that a failure says which one failed.
-
-    ``serve`` would bind them itself, with the same code, but its OSError
-    names neither the listener nor the address.
-
-    Raises:
-        ListenError: a listener could not be bound.
-    """
-    from ._server import _open_listeners
-
-    bound: dict[str, list[socket.socket]] = {}
-    try:
-        for name in ("mx", "submission"):
-            listener: ListenerConfig = getattr(config, name)
-            try:
-                bound[name] = await _open_listeners(listener)
-            except OSError as error:
-                raise _listen_failure(name, listener, error) from error
-    except BaseException:
-        for sockets in bound.values():
-            for sock in sockets:
-                sock.close()
-        raise
-    return replace(
-        config,
-        mx=replace(config.mx, sockets=bound["mx"]),
-        submission=replace(config.submission, sockets=bound["submission"]),
-    )
-
-
 def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
     """Print where the server listens, then the plan's notes.
 
@@ -429,7 +383,6 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
 
     serve_scope = trio.CancelScope()
     with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
-        config = await _bind(plan.config)
         async with trio.open_nursery() as nursery:
 
             async def serve_until_cancelled(
@@ -441,7 +394,7 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
                         plan.auth,
                         plan.mailer,
                         plan.certs,
-                        config=config,
+                        config=plan.config,
                         sender_policy=plan.sender_policy,
                         task_status=task_status,
                     )
@@ -512,13 +465,11 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         # password would come once per worker.
         _error("--workers needs --config")
         return EXIT_USAGE
-    sockets: list[tuple[str, socket.socket]] = []
-    for name in ("mx", "submission"):  # one by one, so that an error can name it
-        try:
-            sockets += bind_listeners(_only(plan.config, name))
-        except OSError as error:
-            _error(f"cannot listen: {_listen_failure(name, getattr(plan.config, name), error)}")
-            return EXIT_FAILURE
+    try:
+        sockets = bind_listeners(plan.config)
+    except OSError as error:  # a ListenError names the listener
+        _error(f"cannot listen: {error}")
+        return EXIT_FAILURE
     for name, sock in sockets:
         host, port = sock.getsockname()[:2]
         print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)

@@ -50,6 +50,21 @@ class ListenerConfig:
                 raise ValueError(f"{name} is not listening")
 
 
+class ListenError(OSError):
+    """A listener could not be bound: the message names it and its address.
+
+    An ``OSError`` (``errno`` is the system's), so code that caught the bare
+    one from binding still catches it.
+    """
+
+    @classmethod
+    def of(cls, name: str, listener: ListenerConfig, error: OSError) -> ListenError:
+        host = listener.host or "every address"
+        failure = cls(f"{name} on {host} port {listener.port}: {error.strerror or error}")
+        failure.errno = error.errno
+        return failure
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Everything :func:`smtp_recv.serve` needs besides the hooks.

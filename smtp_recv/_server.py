@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ._config import ListenerConfig, ServerConfig
+from ._config import ListenerConfig, ListenError, ServerConfig
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderIsLogin, SenderPolicy
 from ._mail import Role
 from ._session import ServerContext, Session
@@ -103,7 +103,8 @@ async def serve(
             listeners are bound, for ``nursery.start``.
 
     Raises:
-        OSError: a listener could not be bound.
+        ListenError: a listener could not be bound (an ``OSError`` that
+            names it).
         ValueError: ``certs.get(None)`` gave no default certificate.
 
     Example::
@@ -131,9 +132,9 @@ async def serve(
     # closes whatever was bound before it.
     opened: list[socket.socket] = []
     try:
-        mx = await _open_listeners(config.mx)
+        mx = await _open_listeners("mx", config.mx)
         opened += mx
-        submission = await _open_listeners(config.submission)
+        submission = await _open_listeners("submission", config.submission)
         opened += submission
         async with trio.open_nursery() as root:
             host: _SessionHost = await root.start(_host_sessions)
@@ -175,13 +176,21 @@ async def _host_sessions(*, task_status: trio.TaskStatus[_SessionHost]) -> None:
                 await trio.sleep_forever()
 
 
-async def _open_listeners(listener: ListenerConfig) -> list[socket.socket]:
-    """The listener's sockets, bound (unless given) and non-blocking."""
+async def _open_listeners(name: str, listener: ListenerConfig) -> list[socket.socket]:
+    """The listener's sockets, bound (unless given) and non-blocking.
+
+    Raises:
+        ListenError: it could not be bound.
+    """
     if not listener.enabled:
         return []
     if listener.sockets:
         opened = list(listener.sockets)
     else:
+        try:
+            listeners = await trio.open_tcp_listeners(listener.port, host=listener.host)
+        except OSError as error:
+            raise ListenError.of(name, listener, error) from error
         # trio binds each address family as it should (dual stack,
         # SO_REUSEADDR, IPV6_V6ONLY); we take the descriptors over.
         opened = [
@@ -191,7 +200,7 @@ async def _open_listeners(listener: ListenerConfig) -> list[socket.socket]:
                 bound.socket.proto,
                 fileno=bound.socket.detach(),
             )
-            for bound in await trio.open_tcp_listeners(listener.port, host=listener.host)
+            for bound in listeners
         ]
     for listening in opened:
         listening.setblocking(False)

@@ -52,7 +52,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from ._config import ListenerConfig, ServerConfig
+from ._config import ListenerConfig, ListenError, ServerConfig
 
 log = logging.getLogger("smtp_recv.workers")
 
@@ -94,7 +94,12 @@ def bind_listeners(config: ServerConfig) -> list[tuple[str, socket.socket]]:
         if listener.sockets:
             bound.extend((name, sock) for sock in listener.sockets)
             continue
-        bound.append((name, _bind(listener)))
+        try:
+            bound.append((name, _bind(listener)))
+        except OSError as error:
+            for _, sock in bound:
+                sock.close()
+            raise ListenError.of(name, listener, error) from error
     return bound
 
 

@@ -166,6 +166,9 @@ async def test_bind_failure_raises_oserror_and_leaks_no_socket(cert_set: CertSet
             with pytest.raises(OSError, match="in use") as excinfo:
                 await serve_partial(cert_set, config)()
             assert excinfo.value.errno == errno.EADDRINUSE
+            # Which listener, on which address: the error names them.
+            assert isinstance(excinfo.value, smtp_recv.ListenError)
+            assert str(excinfo.value).startswith(f"submission on 127.0.0.1 port {port}: ")
             del excinfo
             gc.collect()
     finally:
