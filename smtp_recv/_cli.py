@@ -537,7 +537,7 @@ def describe_settings(settings: Settings) -> list[str]:
             f"certificate {loaded.certificate.certfile}{default}: {names};"
             f" valid until {loaded.not_valid_after:%Y-%m-%d}"
         )
-    domains = ", ".join(sorted(settings.recipients.domains)) or "none"
+    domains = ", ".join(settings.recipients.listed_domains) or "none"
     lines.append(f"recipient domains: {domains}")
     if settings.users_file is not None:
         lines.append(f"users: {len(settings.users.logins)} from {settings.users_file}")

@@ -140,6 +140,11 @@ class Recipients:
             address.rpartition("@")[2] for address in self._addresses if "@" in address
         )
 
+    @property
+    def listed_domains(self) -> list[str]:
+        """The domains we accept any mail for, as first written in the tables, sorted."""
+        return sorted(self._domain_spelling[domain] for domain in self.domains)
+
     async def lookup(self, recipient: str) -> Sequence[str]:
         """Return the targets of ``recipient``; empty when we do not take its mail."""
         return self.targets(recipient)

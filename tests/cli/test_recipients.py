@@ -215,9 +215,10 @@ async def test_postmaster_at_an_internationalised_domain() -> None:
     assert await forwarded.lookup(f"postmaster@{U_LABEL}") == ("a@example.com",)
 
 
-def test_served_domains_are_listed_in_their_a_label_form() -> None:
+def test_served_domains_are_compared_in_their_a_label_form_and_shown_as_written() -> None:
     recipients = Recipients(mailboxes=[f"a@{U_LABEL}"], catch_alls={"[192.0.2.1]": ["a@x"]})
     assert recipients.domains == {A_LABEL, "[192.0.2.1]"}
+    assert recipients.listed_domains == ["[192.0.2.1]", U_LABEL]
 
 
 async def test_address_literals_match_as_before() -> None:
