@@ -51,6 +51,7 @@ __all__ = [
     "PasswordTable",
     "TestServer",
     "ThreadedTestServer",
+    "config_for_tests",
     "serve_for_tests",
 ]
 
@@ -71,7 +72,9 @@ class MemoryMailer:
         #: Raise this many times before accepting again.
         self.fail_next = 0
         self._condition = threading.Condition()
-        self._changed = trio.Event()
+        # Tasks waiting in wait_for_message, each with the trio run it is in:
+        # with ThreadedTestServer the server's run is not the test's.
+        self._waiters: list[tuple[trio.lowlevel.TrioToken, trio.Event]] = []
 
     async def send(self, mail: UserMail) -> None:
         self._take(mail)
@@ -88,18 +91,36 @@ class MemoryMailer:
         with self._condition:
             self.messages.append(mail)
             self._condition.notify_all()
-        self._changed.set()
-        self._changed = trio.Event()
+            waiters, self._waiters = self._waiters, []
+        for token, arrived in waiters:
+            # Set in the waiter's own run, whichever thread this is.
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(arrived.set)
 
-    async def wait_for_message(self, count: int = 1) -> Mail:
+    async def wait_for_message(
+        self,
+        count: int = 1,
+        timeout: float = 10.0,  # noqa: ASYNC109 - see below
+    ) -> Mail:
         """Wait (in trio) until ``count`` messages arrived; return the last.
 
-        Bound the wait as trio does, with a cancel scope around the call
-        (``with trio.fail_after(10): ...``).
+        Works from any trio run, the server's or another one (a test using
+        :class:`ThreadedTestServer`).  A timeout parameter, against trio's
+        habit of cancel scopes: a test whose message never comes must fail,
+        not hang the suite, even when nobody thought of a ``fail_after``.
+
+        Raises:
+            TimeoutError: fewer than ``count`` arrived within ``timeout`` seconds.
         """
-        while len(self.messages) < count:
-            await self._changed.wait()
-        return self.messages[count - 1]
+        with trio.move_on_after(timeout):
+            while True:
+                with self._condition:
+                    if len(self.messages) >= count:
+                        return self.messages[count - 1]
+                    arrived = trio.Event()
+                    self._waiters.append((trio.lowlevel.current_trio_token(), arrived))
+                await arrived.wait()
+        raise TimeoutError(f"{len(self.messages)} of {count} messages arrived")
 
     def wait_for_message_blocking(self, count: int = 1, timeout: float = 10.0) -> Mail:
         """Wait (in a thread) until ``count`` messages arrived; return the last."""
@@ -172,6 +193,23 @@ class TestServer:
         return ssl.create_default_context(cafile=str(self.ca_file))
 
 
+def config_for_tests(**overrides: Any) -> ServerConfig:
+    """The test server's settings, with ``overrides`` (any :class:`ServerConfig` field).
+
+    Unlike ``ServerConfig()``'s production defaults: no reverse DNS lookups
+    (tests must not wait for a resolver) and a shutdown grace of half a
+    second (a test that stops mid-message must not wait 30 s for its
+    teardown).
+    """
+    settings: dict[str, Any] = {
+        "hostname": "mx.example.com",
+        "reverse_dns": False,
+        "shutdown_grace": 0.5,
+    }
+    settings.update(overrides)
+    return ServerConfig(**settings)
+
+
 @contextlib.asynccontextmanager
 async def serve_for_tests(
     *,
@@ -191,9 +229,11 @@ async def serve_for_tests(
         domains: the MX listener accepts any address at these (ignored with
             ``forward``).
         forward, auth, mailer, sender_policy: your own hooks instead.
-        config: overrides; the listeners are always moved to 127.0.0.1:0.
-            Without one, reverse DNS is off and ``shutdown_grace`` is half a
-            second, so a test that ends mid-message is not held up.
+        config: the server's settings; the listeners are always moved to
+            127.0.0.1:0.  By default :func:`config_for_tests`: reverse DNS
+            off and a ``shutdown_grace`` of half a second, so a test that
+            ends mid-message is not held up.  To change a few limits and
+            keep those, pass ``config_for_tests(max_message_size=...)``.
         hostnames: names on the server's certificate.
     """
     try:
@@ -201,9 +241,7 @@ async def serve_for_tests(
     except ImportError:  # pragma: no cover - depends on the environment
         raise ImportError("smtp_recv.testing needs trustme: pip install trustme") from None
     if config is None:
-        # A short grace: a test that stops mid-message must not wait 30 s
-        # for its teardown.
-        config = ServerConfig(hostname="mx.example.com", reverse_dns=False, shutdown_grace=0.5)
+        config = config_for_tests()
     config = dataclasses.replace(
         config,
         mx=ListenerConfig(host="127.0.0.1", port=0, enabled=config.mx.enabled),
@@ -255,8 +293,10 @@ async def serve_for_tests(
 class ThreadedTestServer:
     """``serve_for_tests`` in a background thread, for code that is not trio.
 
-    Use it as a context manager; it takes the keyword arguments of
-    :func:`serve_for_tests` and has the attributes of :class:`TestServer`.
+    Use it as a context manager: it takes the keyword arguments of
+    :func:`serve_for_tests`, and ``with`` gives the :class:`TestServer`.
+    Send with blocking clients (smtplib) and wait with
+    ``server.mailer.wait_for_message_blocking()``.
     """
 
     def __init__(self, **options: Any) -> None:

@@ -13,7 +13,12 @@ import pytest
 import trio
 import trio.testing
 
-from smtp_recv.testing import TestServer, ThreadedTestServer, serve_for_tests
+from smtp_recv.testing import (
+    TestServer,
+    ThreadedTestServer,
+    config_for_tests,
+    serve_for_tests,
+)
 
 BODY = b"Subject: threaded\r\n\r\nHello from a thread.\r\n"
 
@@ -41,6 +46,37 @@ def test_threaded_test_server_receives_from_smtplib_on_both_listeners() -> None:
 def test_threaded_test_server_wait_times_out() -> None:
     with ThreadedTestServer() as server, pytest.raises(TimeoutError, match="0 of 1"):
         server.mailer.wait_for_message_blocking(timeout=0.05)
+
+
+async def test_wait_for_message_gives_up_after_its_timeout(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with serve_for_tests() as server:
+        start = trio.current_time()
+        with pytest.raises(TimeoutError, match="0 of 1"):
+            await server.mailer.wait_for_message()
+        assert trio.current_time() - start == pytest.approx(10)
+
+
+async def test_a_trio_test_may_wait_on_the_threaded_server() -> None:
+    # The server's trio run is in its thread; the test's is another.
+    def send() -> None:
+        with smtplib.SMTP(*server.mx, timeout=10) as smtp:
+            smtp.sendmail("a@example.org", ["bob@example.com"], BODY)
+
+    with ThreadedTestServer() as server:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, send)
+            mail = await server.mailer.wait_for_message()
+        assert mail.sender == "a@example.org"
+
+
+async def test_config_for_tests_changes_a_limit_and_keeps_the_test_settings() -> None:
+    config = config_for_tests(max_message_size=2000)
+    assert (config.reverse_dns, config.shutdown_grace) == (False, 0.5)
+    async with serve_for_tests(config=config) as server:
+        assert server.config.max_message_size == 2000
+        assert not server.config.reverse_dns
 
 
 def test_smtp_server_thread_fixture(smtp_server_thread: TestServer) -> None:
