@@ -22,7 +22,7 @@ STARTTLS with :mod:`smtplib`, prints what arrived and exits::
 from __future__ import annotations
 
 import argparse
-import contextlib
+import dataclasses
 import functools
 import hmac
 import smtplib
@@ -77,8 +77,10 @@ class ListMailer:
     arrived: trio.Event = field(default_factory=trio.Event)
 
     def _keep(self, mail: smtp_recv.Mail) -> None:
-        # mail.data reads the spool now: the server closes it once we return.
-        self.messages.append(mail)
+        # The server releases mail.content once we return (a large message
+        # is in a spool file): keep a copy whose content is in memory.
+        content = smtp_recv.MessageContent.from_bytes(mail.data)
+        self.messages.append(dataclasses.replace(mail, content=content))
         if not self.quiet:
             targets = [t for r in mail.recipients for t in (r.targets or (r.address,))]
             print(f"{mail.message_id}: <{mail.sender}> -> {targets}, {mail.content.size} bytes")
@@ -214,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if options.cert is None:
         parser.error("--cert is required (or use --selftest)")
     certs = CertByName(smtp_recv.Certificate(options.cert, options.key))
-    with contextlib.suppress(KeyboardInterrupt):
+    try:
         trio.run(
             functools.partial(
                 run_app,
@@ -225,6 +227,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 domains=DOMAINS,
             )
         )
+    except* KeyboardInterrupt:
+        # Ctrl-C: trio raises it bare or, from inside the server's
+        # nurseries, in an exception group.
+        print("stopped")
     return 0
 
 

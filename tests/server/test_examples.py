@@ -69,6 +69,9 @@ async def test_example_app_delivers_to_alias_targets_and_authenticates(
             assert answer.code == 250
         nursery.cancel_scope.cancel()
     inbound, submitted = app.mailer.messages
+    # Kept whole: the content outlives the Mailer call.
+    assert inbound.data.endswith(b"\r\n")
+    assert submitted.content.in_memory
     assert inbound.recipients[0].targets == ("alice@example.com", "bob@example.com")
     assert inbound.tls.server_name == "mail.example.com"
     assert submitted.user_id == "alice@example.com"
