@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 
 from ._mail import Mail, UserMail
 from ._mailboxes import same_mailbox
+from .protocol import Reply
 
 
 class Reject(Exception):
@@ -33,10 +34,14 @@ class Reject(Exception):
     """
 
     def __init__(self, code: int, enhanced: str, text: str) -> None:
+        # Checked here, where the mistake is, not when the reply is sent:
+        # there a reply that cannot be sent could only become a 451, and a
+        # refusal meant to be permanent would be retried for days.
         if not 400 <= code <= 599:
             raise ValueError(f"Reject needs a 4xx or 5xx code, not {code}")
-        if enhanced[:1] != str(code)[0]:
-            raise ValueError(f"enhanced code {enhanced!r} does not match reply code {code}")
+        if not text.isascii():
+            raise ValueError(f"Reject text must be ASCII: {text!r}")
+        Reply.make(code, enhanced, text)  # raises ValueError for what cannot be sent
         super().__init__(code, enhanced, text)
         self.code = code
         self.enhanced = enhanced

@@ -55,7 +55,9 @@ async def test_mailer_reject_gives_exactly_its_reply(cert_set: CertSet) -> None:
 
 
 async def test_reject_text_cannot_forge_extra_replies(cert_set: CertSet) -> None:
-    mailer = RejectingMailer(smtp_recv.Reject(550, "5.7.1", "no\r\n250 2.0.0 forged"))
+    reject = smtp_recv.Reject(550, "5.7.1", "no")
+    reject.text = "no\r\n250 2.0.0 forged"  # past Reject's own check
+    mailer = RejectingMailer(reject)
     async with (
         running(cert_set, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
@@ -67,11 +69,18 @@ async def test_reject_text_cannot_forge_extra_replies(cert_set: CertSet) -> None
         assert not client.buffer
 
 
-def test_reject_refuses_codes_that_are_not_failures() -> None:
+def test_reject_refuses_what_it_could_not_send_when_it_is_made() -> None:
+    # Not when it is sent, where it could only become a 451.
     with pytest.raises(ValueError, match="4xx or 5xx"):
         smtp_recv.Reject(250, "2.0.0", "fine")
-    with pytest.raises(ValueError, match="does not match"):
+    with pytest.raises(ValueError, match="bad enhanced code"):
         smtp_recv.Reject(550, "4.7.1", "mismatch")
+    with pytest.raises(ValueError, match="bad enhanced code"):
+        smtp_recv.Reject(550, "5.1", "too short")
+    with pytest.raises(ValueError, match="one line"):
+        smtp_recv.Reject(550, "5.7.1", "no\r\n250 2.0.0 forged")
+    with pytest.raises(ValueError, match="ASCII"):
+        smtp_recv.Reject(550, "5.7.1", "refus\u00e9")
 
 
 class FlakyForward:
