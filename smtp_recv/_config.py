@@ -17,12 +17,15 @@ class ListenerConfig:
     """Where one listener accepts connections.
 
     Args:
-        port: the TCP port; 0 picks a free one (tests).
+        port: the TCP port; 0 picks a free one (tests).  Unused with
+            ``sockets``.
         host: the address to bind; ``None`` binds every interface.
         enabled: ``False`` switches the listener off.
         sockets: already-bound listening sockets to use instead of binding
             (systemd socket activation passes them as ``LISTEN_FDS``; that is
             how ports 25 and 465 are served without running as root).
+            ``serve`` takes them over: it makes them non-blocking and closes
+            them when it stops, so that new clients are refused at once.
     """
 
     port: int
@@ -183,8 +186,21 @@ class ServerConfig:
             raise ValueError("error limits must be positive")
         if not self.min_data_rate > 0:
             raise ValueError("min_data_rate must be positive")
+        for name in ("spool_threshold", "max_auth_failures", "max_auth_failures_per_ip"):
+            if getattr(self, name) < (0 if name == "spool_threshold" else 1):
+                raise ValueError(f"{name} must not be {getattr(self, name)}")
         for field_ in fields(self):
+            if field_.type != "float":
+                continue
             value = getattr(self, field_.name)
-            if isinstance(value, float) and not math.isfinite(value):
+            if not math.isfinite(value):
                 # Every wait has a bound; inf would be none (and nan no order).
                 raise ValueError(f"{field_.name} must be a finite number, not {value}")
+            # A delay or grace may be 0 (none), and so may the reverse DNS
+            # lookup's time (no lookup waited for); any other timeout of 0
+            # would end every wait before it began.
+            timeout = field_.name != "reverse_dns_timeout" and (
+                field_.name.endswith("_timeout") or field_.name == "auth_failure_window"
+            )
+            if value < 0 or (timeout and value == 0):
+                raise ValueError(f"{field_.name} must be {'positive' if timeout else 'at least 0'}")

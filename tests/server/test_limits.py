@@ -824,6 +824,17 @@ async def test_reverse_dns_and_its_timeout_name_the_client(
         {"shutdown_grace": float("inf")},
         {"session_timeout": float("nan")},
         {"error_delay": float("inf")},
+        # A timeout of 0 ends every wait at once; nothing is negative.
+        {"command_timeout": 0},
+        {"tls_handshake_timeout": 0.0},
+        {"auth_failure_window": 0.0},
+        {"mailer_timeout": -1.0},
+        {"shutdown_grace": -0.5},
+        {"greeting_delay": -1.0},
+        {"reverse_dns_timeout": -1.0},
+        {"spool_threshold": -1},
+        {"max_auth_failures": 0},
+        {"max_auth_failures_per_ip": 0},
     ],
 )
 def test_server_config_refuses_unsafe_limits(options: dict[str, float]) -> None:
