@@ -127,6 +127,17 @@ def supervisor(
             output.close()
 
 
+def message_in_flight(port: int) -> smtplib.SMTP:
+    """A client that has sent a message's body but not its end (``.``)."""
+    client = smtplib.SMTP("127.0.0.1", port, timeout=10)
+    client.ehlo()
+    client.mail("a@example.org")
+    client.rcpt("bob@example.com")
+    assert client.docmd("DATA")[0] == 354
+    client.send(MESSAGE)
+    return client
+
+
 def gone(pid: int) -> bool:
     status = Path(f"/proc/{pid}/status")
     return not status.exists() or "zombie" in status.read_text()
@@ -185,12 +196,7 @@ def test_a_stopping_supervisor_refuses_new_clients_while_a_message_finishes(
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
     with supervisor(tmp_path, certificate_authority) as (process, port, _log):
-        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
-        client.ehlo()
-        client.mail("a@example.org")
-        client.rcpt("bob@example.com")
-        assert client.docmd("DATA")[0] == 354
-        client.send(MESSAGE)  # the message in flight: not ended yet
+        client = message_in_flight(port)
         process.send_signal(signal.SIGTERM)
 
         def refused() -> bool:
@@ -214,12 +220,7 @@ def test_a_second_signal_stops_the_workers_at_once_with_the_status_one_process_g
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
     with supervisor(tmp_path, certificate_authority) as (process, port, log):
-        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
-        client.ehlo()
-        client.mail("a@example.org")
-        client.rcpt("bob@example.com")
-        assert client.docmd("DATA")[0] == 354
-        client.send(MESSAGE)  # in flight, so the first signal cannot finish the stop
+        client = message_in_flight(port)  # so the first signal cannot finish the stop
         process.send_signal(signal.SIGTERM)
         # trio merges a signal that comes again before it is read: wait until
         # the workers have taken the first.
@@ -279,12 +280,7 @@ def test_ctrl_c_to_the_whole_group_is_one_graceful_stop(
     # A terminal sends SIGINT to every process of the foreground group; the
     # workers must not take the supervisor's copy for a second signal.
     with supervisor(tmp_path, certificate_authority, own_group=True) as (process, port, log):
-        client = smtplib.SMTP("127.0.0.1", port, timeout=10)
-        client.ehlo()
-        client.mail("a@example.org")
-        client.rcpt("bob@example.com")
-        assert client.docmd("DATA")[0] == 354
-        client.send(MESSAGE)
+        client = message_in_flight(port)
         os.killpg(process.pid, signal.SIGINT)
         wait_for(lambda: "SIGINT: passing it on" in log.read_text(), "the signal")
         client.send(b".\r\n")
