@@ -8,6 +8,7 @@ around them, so a hook never needs a timeout of its own.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,7 +129,7 @@ class Mailer(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Certificate:
     """A certificate chain and its private key, as PEM files.
 
@@ -138,7 +139,15 @@ class Certificate:
     """
 
     certfile: Path
-    keyfile: Path | None = None
+    keyfile: Path | None
+
+    def __init__(
+        self, certfile: str | os.PathLike[str], keyfile: str | os.PathLike[str] | None = None
+    ) -> None:
+        # Held as Paths whatever was given, so that two spellings of one
+        # file are one certificate (its TLS context is made once).
+        object.__setattr__(self, "certfile", Path(certfile))
+        object.__setattr__(self, "keyfile", None if keyfile is None else Path(keyfile))
 
 
 @runtime_checkable

@@ -380,3 +380,13 @@ async def test_shutdown_refuses_sessions_still_in_greeting_delay(
 
 
 ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+
+
+def test_a_certificate_takes_str_or_path_and_holds_paths() -> None:
+    from pathlib import Path
+
+    named = smtp_recv.Certificate("chain.pem", "key.pem")
+    assert (named.certfile, named.keyfile) == (Path("chain.pem"), Path("key.pem"))
+    # One file, one certificate: its TLS context is made once.
+    assert named == smtp_recv.Certificate(Path("chain.pem"), Path("key.pem"))
+    assert smtp_recv.Certificate("both.pem").keyfile is None
