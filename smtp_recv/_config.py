@@ -68,6 +68,36 @@ class ListenError(OSError):
         return failure
 
 
+#: Lower bounds of ServerConfig's whole numbers, past "not negative" (which
+#: every number must be); the TOML loader checks the same.
+MINIMUM: dict[str, int] = {
+    "max_recipients": limits.MIN_RECIPIENTS,
+    "max_message_size": 1,
+    "max_connections": 1,
+    "max_connections_per_ip": 1,
+    "max_non_mail_commands": 1,
+    "hard_error_limit": 1,
+    "max_auth_failures": 1,
+    "max_auth_failures_per_ip": 1,
+}
+#: Settings that must be above 0: a timeout of 0 would end every wait before
+#: it began, and the body-rate deadline divides by min_data_rate.  Delays and
+#: graces may be 0 (none), and so may reverse_dns_timeout (no lookup waited
+#: for) and auth_failure_window (failures forgotten at once).
+POSITIVE = frozenset(
+    {
+        "command_timeout",
+        "command_line_timeout",
+        "data_block_timeout",
+        "tls_handshake_timeout",
+        "session_timeout",
+        "hook_timeout",
+        "mailer_timeout",
+        "min_data_rate",
+    }
+)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Everything :func:`smtp_recv.serve` needs besides the hooks.
@@ -174,33 +204,14 @@ class ServerConfig:
             raise ValueError(
                 f"max_recipients must be at least {limits.MIN_RECIPIENTS} (RFC 5321 4.5.3.1.8)"
             )
-        for name in (
-            "max_message_size",
-            "max_connections",
-            "max_connections_per_ip",
-            "max_non_mail_commands",
-        ):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be positive")
-        if self.hard_error_limit < 1 or self.soft_error_limit < 0:
-            raise ValueError("error limits must be positive")
-        if not self.min_data_rate > 0:
-            raise ValueError("min_data_rate must be positive")
-        for name in ("spool_threshold", "max_auth_failures", "max_auth_failures_per_ip"):
-            if getattr(self, name) < (0 if name == "spool_threshold" else 1):
-                raise ValueError(f"{name} must not be {getattr(self, name)}")
         for field_ in fields(self):
-            if field_.type != "float":
-                continue
             value = getattr(self, field_.name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                continue
+            name = field_.name
             if not math.isfinite(value):
                 # Every wait has a bound; inf would be none (and nan no order).
-                raise ValueError(f"{field_.name} must be a finite number, not {value}")
-            # A delay or grace may be 0 (none), and so may the reverse DNS
-            # lookup's time (no lookup waited for); any other timeout of 0
-            # would end every wait before it began.
-            timeout = field_.name != "reverse_dns_timeout" and (
-                field_.name.endswith("_timeout") or field_.name == "auth_failure_window"
-            )
-            if value < 0 or (timeout and value == 0):
-                raise ValueError(f"{field_.name} must be {'positive' if timeout else 'at least 0'}")
+                raise ValueError(f"{name} must be a finite number, not {value}")
+            if value < MINIMUM.get(name, 0) or (name in POSITIVE and value <= 0):
+                least = "above 0" if name in POSITIVE else f"at least {MINIMUM.get(name, 0)}"
+                raise ValueError(f"{name} must be {least}, not {value}")

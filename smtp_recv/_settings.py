@@ -57,12 +57,11 @@ from typing import Annotated, Any
 import msgspec
 from cryptography import x509
 
-from ._config import ListenerConfig, ServerConfig
+from ._config import MINIMUM, POSITIVE, ListenerConfig, ServerConfig
 from ._hooks import Certificate
 from ._maildir import MaildirMailer
 from ._recipients import Recipients
 from ._users import PasswordHashError, User, Users, check_password_hash
-from .protocol import limits
 
 __all__ = [
     "CertificateMap",
@@ -129,19 +128,6 @@ TIMEOUT_FIELDS = (
 )
 PROTOCOL_FIELDS = ("smtputf8", "chunking", "reject_bare_line_endings", "reverse_dns")
 
-#: Lower bounds stricter than "not negative".
-_MINIMUM = {
-    "max_recipients": limits.MIN_RECIPIENTS,
-    "max_message_size": 1,
-    "max_connections": 1,
-    "max_connections_per_ip": 1,
-    "max_non_mail_commands": 1,
-    "hard_error_limit": 1,
-    "max_auth_failures": 1,
-    "max_auth_failures_per_ip": 1,
-}
-
-
 #: The largest number a seconds (or bytes per second) setting may have: a week's seconds.
 _LONGEST = 7 * 24 * 3600.0
 
@@ -151,12 +137,11 @@ def _field_type(name: str) -> Any:
     kind = {field.name: field.type for field in dataclasses.fields(ServerConfig)}[name]
     if kind in ("bool", bool):
         return bool | None
+    # ServerConfig's own bounds, checked here too so that an error names its key.
     if kind in ("int", int):
-        return Annotated[int, msgspec.Meta(ge=_MINIMUM.get(name, 0))] | None
-    if name == "min_data_rate":  # bytes per second; the deadline divides by it
-        return Annotated[float, msgspec.Meta(gt=0, le=_LONGEST)] | None
+        return Annotated[int, msgspec.Meta(ge=MINIMUM.get(name, 0))] | None
     # Every wait has a bound: inf (which TOML allows) is none.
-    if name.endswith("_timeout"):  # a zero timeout would end every session at once
+    if name in POSITIVE:
         return Annotated[float, msgspec.Meta(gt=0, le=_LONGEST)] | None
     return Annotated[float, msgspec.Meta(ge=0, le=_LONGEST)] | None
 

@@ -417,3 +417,34 @@ def test_the_readme_config_examples_are_valid_toml() -> None:
             ("protocol", PROTOCOL_FIELDS),
         ):
             assert set(document.get(table, {})) <= set(fields), table
+
+
+@pytest.mark.parametrize(
+    ("table", "name", "value", "refused"),
+    [
+        ("timeouts", "hook_timeout", "0", True),
+        ("timeouts", "min_data_rate", "0", True),
+        ("timeouts", "greeting_delay", "-1", True),
+        ("timeouts", "reverse_dns_timeout", "0", False),
+        ("limits", "auth_failure_window", "0", False),
+        ("limits", "spool_threshold", "0", False),
+        ("limits", "max_connections", "0", True),
+    ],
+)
+def test_the_file_takes_what_server_config_takes(
+    tmp_path: Path,
+    certificate_authority: trustme.CA,
+    table: str,
+    name: str,
+    value: str,
+    refused: bool,
+) -> None:
+    # One set of bounds: what ServerConfig refuses, the file refuses by its key.
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace(f"[{table}]\n", f"[{table}]\n{name} = {value}\n", 1))
+    if refused:
+        with pytest.raises(ConfigError) as raised:
+            load_settings(path)
+        assert raised.value.key == f"{table}.{name}"
+    else:
+        assert getattr(load_settings(path).config, name) == 0

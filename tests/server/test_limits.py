@@ -813,7 +813,8 @@ async def test_reverse_dns_and_its_timeout_name_the_client(
         # A timeout of 0 ends every wait at once; nothing is negative.
         {"command_timeout": 0},
         {"tls_handshake_timeout": 0.0},
-        {"auth_failure_window": 0.0},
+        {"max_message_size": float("nan")},
+        {"spool_threshold": float("inf")},
         {"mailer_timeout": -1.0},
         {"shutdown_grace": -0.5},
         {"greeting_delay": -1.0},
@@ -826,6 +827,19 @@ async def test_reverse_dns_and_its_timeout_name_the_client(
 def test_server_config_refuses_unsafe_limits(options: dict[str, float]) -> None:
     with pytest.raises(ValueError):  # noqa: PT011 - the message names the field
         smtp_recv.ServerConfig(**options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"reverse_dns_timeout": 0.0},  # no lookup waited for
+        {"auth_failure_window": 0.0},  # failures forgotten at once
+        {"greeting_delay": 0.0, "error_delay": 0.0, "shutdown_grace": 0.0},
+        {"spool_threshold": 0, "soft_error_limit": 0},
+    ],
+)
+def test_server_config_takes_zero_where_it_means_none(options: dict[str, float]) -> None:
+    smtp_recv.ServerConfig(hostname="mx.example.com", **options)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("hostname", ["mx.exämple.com", "", "mx example", "mx\r\n.example"])
