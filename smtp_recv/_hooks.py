@@ -31,7 +31,9 @@ class Reject(Exception):
     Args:
         code: a 4xx or 5xx SMTP reply code.
         enhanced: the RFC 3463 enhanced status code, e.g. ``"5.7.1"``.
-        text: the reply text; one line, printable ASCII.
+        text: the reply text: one line of printable text.  ASCII is
+            safest (a client may not expect UTF-8); an address the
+            client sent may be quoted as it was sent.
     """
 
     def __init__(self, code: int, enhanced: str, text: str) -> None:
@@ -40,8 +42,6 @@ class Reject(Exception):
         # refusal meant to be permanent would be retried for days.
         if not 400 <= code <= 599:
             raise ValueError(f"Reject needs a 4xx or 5xx code, not {code}")
-        if not text.isascii():
-            raise ValueError(f"Reject text must be ASCII: {text!r}")
         Reply.make(code, enhanced, text)  # raises ValueError for what cannot be sent
         super().__init__(code, enhanced, text)
         self.code = code

@@ -25,6 +25,7 @@ from ._clients import AuthFailures, ConnectionCounter
 from ._config import ServerConfig
 from ._hooks import Auth, Forward, Mailer, Reject, SenderPolicy
 from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
+from ._mailboxes import same_mailbox
 from ._spool import Spool
 from ._tls import TLSContexts, server_name
 from ._trace import ReceivedHeaders, escape, new_id, with_protocol
@@ -703,9 +704,7 @@ class Session:
             conn.reject(replies.TOO_MANY_AUTH_FAILURES)
             self._closing = True
             return
-        if event.authorization_id and event.authorization_id.casefold() != (
-            event.username.casefold()
-        ):
+        if event.authorization_id and not same_mailbox(event.authorization_id, event.username):
             # RFC 4616 section 2: acting as another identity is not allowed
             # here, so the attempt fails like a wrong password.
             log.info(
@@ -740,8 +739,12 @@ class Session:
             conn.reject(reply)
             if reply.closes:
                 self._closing = True
-            elif permanent:
+                return
+            if permanent:
                 self._check_auth_failures(conn)
+            if not self._closing:
+                # Counted like a refused MAIL or RCPT, and so limited alike.
+                await self._error_limits(conn, conn.error_count, delay=not permanent)
             return
         except Exception:
             log.exception("%s Auth hook failed", self.id)

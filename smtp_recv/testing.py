@@ -43,6 +43,7 @@ import trio
 from ._config import ListenerConfig, ServerConfig
 from ._hooks import Auth, Certificate, Forward, Mailer, SenderPolicy
 from ._mail import Mail, UserMail
+from ._mailboxes import same_mailbox
 from ._server import serve
 
 __all__ = [
@@ -154,7 +155,7 @@ class PasswordTable:
         return None
 
     async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
-        return sender.casefold() == username.casefold()
+        return same_mailbox(sender, username)  # as the built-in server decides
 
 
 def _equal(a: str, b: str) -> bool:

@@ -79,8 +79,21 @@ def test_reject_refuses_what_it_could_not_send_when_it_is_made() -> None:
         smtp_recv.Reject(550, "5.1", "too short")
     with pytest.raises(ValueError, match="one line"):
         smtp_recv.Reject(550, "5.7.1", "no\r\n250 2.0.0 forged")
-    with pytest.raises(ValueError, match="ASCII"):
-        smtp_recv.Reject(550, "5.7.1", "refus\u00e9")
+
+
+async def test_a_reject_quoting_a_utf8_address_gets_its_own_reply(cert_set: CertSet) -> None:
+    class LeftForward:
+        async def lookup(self, recipient: str) -> Sequence[str]:
+            raise smtp_recv.Reject(550, "5.1.1", f"<{recipient}> has left")
+
+    async with (
+        running(cert_set, forward=LeftForward()) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example> SMTPUTF8")).code == 250
+        left = await client.command("RCPT TO:<j\u00f6rg@example.com>")
+        assert str(left) == "550 5.1.1 <j\u00f6rg@example.com> has left"
 
 
 class FlakyForward:
@@ -140,6 +153,10 @@ class DecidingAuth:
     """Refuses some logins with a reply of its own, as the README allows any hook."""
 
     async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        if username.startswith("garbled"):
+            reject = smtp_recv.Reject(535, "5.7.8", "no")
+            reject.text = "no\r\n235 forged"  # past Reject's own check
+            raise reject
         if username.startswith("locked"):
             raise smtp_recv.Reject(535, "5.7.8", "Account locked")
         if username.startswith("later"):
@@ -178,6 +195,31 @@ async def test_auth_reject_gives_exactly_its_reply(
             await client.greeting_and_ehlo()
             assert str(await client.login("banned@example.com")) == "421 4.7.0 Go away"
             assert await client.closed() == b""
+        async with await Client.connect(
+            server.submission, tls=tls, server_hostname="mx.example.com"
+        ) as client:
+            await client.greeting_and_ehlo()
+            # A reply that cannot be sent: the Auth hook's failure reply.
+            garbled = await client.login("garbled@example.com")
+            assert (garbled.code, garbled.enhanced) == (454, "4.7.0")
+
+
+async def test_a_temporary_auth_reject_counts_as_an_error(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # A Reject is the hook's decision about this client, unlike its failure.
+    config = base_config(hard_error_limit=3, soft_error_limit=10)
+    async with (
+        running(cert_set, auth=DecidingAuth(), config=config) as server,
+        await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as client,
+    ):
+        await client.greeting_and_ehlo()
+        for _ in range(3):
+            assert (await client.login("later@example.com")).code == 454
+        closing = await client.reply()
+        assert (closing.code, closing.enhanced) == (421, "4.7.0")
 
 
 async def test_our_own_failures_are_not_the_clients_errors(

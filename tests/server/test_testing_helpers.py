@@ -177,3 +177,11 @@ def test_pytest_plugin_loads_with_dash_p(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+async def test_the_test_servers_sender_policy_is_the_built_in_servers() -> None:
+    from smtp_recv.testing import PasswordTable
+
+    table = PasswordTable({})
+    assert await table.may_send_as("u", "bob@ex\u00e4mple.com", "BOB@xn--exmple-cua.com")
+    assert not await table.may_send_as("u", "stra\u00dfe@example.com", "STRASSE@example.com")
