@@ -262,8 +262,14 @@ sys.exit(supervisor.run(1))
             "time.sleep(30)",
             3,
         ),
+        (
+            "import signal, sys, time\n"
+            "signal.signal(signal.SIGTERM, lambda *_: sys.exit())\n"
+            "time.sleep(30)",
+            0,
+        ),
     ],
-    ids=["killed-while-starting", "crashed", "failed"],
+    ids=["killed-while-starting", "crashed", "failed", "exited"],
 )
 def test_the_supervisor_exit_status_reports_how_its_workers_stopped(
     worker: str, status: int
@@ -341,3 +347,51 @@ def test_a_stop_signal_while_a_worker_is_forked_reaches_it_and_no_more_are_start
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - start < 10  # not the worker's 30 s
     assert result.stderr.count(b"started (pid") == 1
+
+
+NEVER_UNWINDS = """
+import logging, os, signal, sys, socket, time
+from smtp_recv import _workers
+def worker(sockets):
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    signal.pause()
+    sys.stdout.close()  # the worker's last flush now fails (ValueError)
+    return 0
+listener = socket.create_server(("127.0.0.1", 0))
+supervisor = _workers.Supervisor(worker, [("mx", listener)])
+signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+signal.setitimer(signal.ITIMER_REAL, 1.0)
+try:
+    status = supervisor.run(1)
+finally:
+    print("left run in", os.getpid(), file=sys.stderr, flush=True)
+sys.exit(status)
+"""
+
+
+def test_a_failing_worker_never_runs_the_supervisors_code() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", NEVER_UNWINDS], capture_output=True, timeout=TIMEOUT
+    )
+    # Only the supervisor leaves Supervisor.run; the worker ends in os._exit.
+    assert result.stderr.count(b"left run in") == 1, result.stderr
+    assert result.returncode == 1
+
+
+def test_binding_closes_what_it_bound_when_a_later_listener_fails() -> None:
+    from smtp_recv import ListenerConfig, ListenError, ServerConfig
+    from smtp_recv._workers import bind_listeners
+
+    with socket.socket() as probe:  # a free port for mx
+        probe.bind(("127.0.0.1", 0))
+        free = probe.getsockname()[1]
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        config = ServerConfig(
+            hostname="mx.example.com",
+            mx=ListenerConfig(host="127.0.0.1", port=free),
+            submission=ListenerConfig(host="127.0.0.1", port=busy.getsockname()[1]),
+        )
+        with pytest.raises(ListenError, match=r"^submission on 127\.0\.0\.1 port"):
+            bind_listeners(config)
+    # The mx socket bound first was closed: its port can be bound again.
+    socket.create_server(("127.0.0.1", free)).close()
