@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 import trio
 
-from ._config import ListenerConfig, ServerConfig
+from ._config import ListenerConfig, ListenError, ServerConfig
 from ._devcerts import dev_certificate
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderPolicy
 from ._maildir import MaildirMailer
@@ -446,9 +446,10 @@ def serve_command(args: argparse.Namespace) -> int:
     failure: str | None = None
     try:
         trio.run(run_server, plan, sys.stdout)
-    except* OSError as group:
+    except* ListenError as group:
         # Binding failed (port in use, no permission for a port below 1024,
-        # an address that does not resolve); a ListenError names the listener.
+        # an address that does not resolve).  Any other error is a bug, and
+        # goes out with its traceback.
         failure = "; ".join(str(error) for error in _leaves(group))
     if failure is not None:
         _error(f"cannot listen: {failure}")

@@ -128,7 +128,7 @@ async def serve(
         tls=TLSContexts(certs),
     )
     # Bind before any task starts: a bind error then leaves serve as a plain
-    # OSError (not inside a nursery's ExceptionGroup), and the finally
+    # ListenError (not inside a nursery's ExceptionGroup), and the finally
     # closes whatever was bound before it.
     opened: list[socket.socket] = []
     try:

@@ -50,6 +50,20 @@ def test_check_on_a_good_config_shows_what_would_listen(
     assert "[default]" in result.stdout
 
 
+def test_check_lists_the_domains_as_the_config_writes_them(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(
+        path.read_text().replace(
+            '"@example.net" = ["alice@example.com"]', '"@ex\u00e4mple.net" = ["alice@example.com"]'
+        )
+    )
+    result = run_cli("check", "--config", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "recipient domains: example.com, ex\u00e4mple.net\n" in result.stdout
+
+
 def test_check_on_a_broken_config_exits_2_with_a_readable_message(
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
