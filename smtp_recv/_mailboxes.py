@@ -8,7 +8,13 @@ Local parts compare by lower case; domains by their lower-case A-label.
 
 from __future__ import annotations
 
-__all__ = ["canonical_address", "canonical_domain", "same_mailbox"]
+__all__ = [
+    "canonical_address",
+    "canonical_domain",
+    "listed_address",
+    "listed_domain",
+    "same_mailbox",
+]
 
 
 def _fold_local_part(local_part: str) -> str:
@@ -69,6 +75,34 @@ def canonical_address(address: str) -> str:
     if not at:
         return _fold_local_part(address)
     return f"{_fold_local_part(local_part)}@{canonical_domain(domain)}"
+
+
+def listed_address(address: str, what: str) -> str:
+    """:func:`canonical_address` of an address from one of our own tables.
+
+    Raises:
+        ValueError: its domain is not a valid domain name; names ``what``.
+    """
+    try:
+        return canonical_address(address)
+    except UnicodeError as error:
+        raise ValueError(f"{what}: {_not_a_domain(error)}") from None
+
+
+def listed_domain(domain: str, what: str) -> str:
+    """:func:`canonical_domain` of a domain from one of our own tables.
+
+    Raises:
+        ValueError: it is not a valid domain name; names ``what``.
+    """
+    try:
+        return canonical_domain(domain)
+    except UnicodeError as error:
+        raise ValueError(f"{what}: {_not_a_domain(error)}") from None
+
+
+def _not_a_domain(error: UnicodeError) -> str:
+    return f"its domain is not a valid domain name (IDNA 2003): {error}"
 
 
 def same_mailbox(first: str, second: str) -> bool:

@@ -27,13 +27,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 
-from ._mailboxes import canonical_address, canonical_domain
+from ._mailboxes import canonical_address, listed_address, listed_domain
 
 __all__ = ["AcceptEveryRecipient", "Recipients"]
-
-
-def _not_a_domain(error: UnicodeError) -> str:
-    return f"its domain is not a valid domain name (IDNA 2003): {error}"
 
 
 class Recipients:
@@ -90,10 +86,7 @@ class Recipients:
             if not targets:
                 raise ValueError(f"catch-all for {domain!r} has no targets")
             bare = domain.removeprefix("@")
-            try:
-                canonical = canonical_domain(bare)
-            except UnicodeError as error:
-                raise ValueError(f"catch-all for {domain!r}: {_not_a_domain(error)}") from None
+            canonical = listed_domain(bare, f"catch-all for {domain!r}")
             if canonical in self._domains:
                 raise ValueError(f"catch-all for {domain!r} is given twice")
             self._domains[canonical] = tuple(targets)
@@ -110,10 +103,7 @@ class Recipients:
         self._postmaster = self._addresses.get("postmaster")
 
     def _add(self, address: str, targets: tuple[str, ...], kind: str) -> None:
-        try:
-            canonical = canonical_address(address)
-        except UnicodeError as error:
-            raise ValueError(f"{kind} {address!r}: {_not_a_domain(error)}") from None
+        canonical = listed_address(address, f"{kind} {address!r}")
         if canonical in self._addresses:
             raise ValueError(
                 f"{kind} {address!r} is already listed as {self._spelling[canonical]!r}"

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import trio
 
-from ._mailboxes import canonical_address, same_mailbox
+from ._mailboxes import canonical_address, listed_address, same_mailbox
 
 __all__ = ["PasswordHashError", "User", "Users", "hash_password", "verify_password"]
 
@@ -194,10 +194,7 @@ class Users:
         self._users = dict(users)
         self._by_login: dict[str, str] = {}
         for login in users:
-            try:
-                canonical = canonical_address(login)
-            except UnicodeError as error:
-                raise ValueError(f"user {login!r}: its domain is not valid: {error}") from None
+            canonical = listed_address(login, f"user {login!r}")
             if canonical in self._by_login:
                 raise ValueError(
                     f"users {self._by_login[canonical]!r} and {login!r} are one mailbox"

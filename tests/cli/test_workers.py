@@ -127,6 +127,11 @@ def supervisor(
             output.close()
 
 
+def stored_for_bob(tmp_path: Path) -> int:
+    """How many messages the workers stored in bob@example.com's Maildir."""
+    return len(new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com")))
+
+
 def message_in_flight(port: int) -> smtplib.SMTP:
     """A client that has sent a message's body but not its end (``.``)."""
     client = smtplib.SMTP("127.0.0.1", port, timeout=10)
@@ -175,8 +180,7 @@ def test_workers_share_the_socket_and_are_restarted(
         assert process.wait(TIMEOUT) == 0
         for pid in worker_pids(log).values():
             wait_for(lambda pid=pid: gone(pid), "workers to exit")
-    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
-    assert len(stored) == 10
+    assert stored_for_bob(tmp_path) == 10
 
 
 def test_workers_stop_gracefully_when_the_supervisor_is_killed(
@@ -212,8 +216,7 @@ def test_a_stopping_supervisor_refuses_new_clients_while_a_message_finishes(
         assert client.getreply()[0] == 250
         client.close()
         assert process.wait(TIMEOUT) == 0
-    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
-    assert len(stored) == 1
+    assert stored_for_bob(tmp_path) == 1
 
 
 def test_a_second_signal_stops_the_workers_at_once_with_the_status_one_process_gives(
@@ -229,7 +232,7 @@ def test_a_second_signal_stops_the_workers_at_once_with_the_status_one_process_g
         assert process.wait(TIMEOUT) == 128 + signal.SIGTERM
         client.close()
     # The message never had its 250: the client still holds it.
-    assert not new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
+    assert stored_for_bob(tmp_path) == 0
 
 
 SUPERVISE_ONE = """
@@ -294,8 +297,7 @@ def test_ctrl_c_to_the_whole_group_is_one_graceful_stop(
         client.close()
         assert process.wait(TIMEOUT) == 0
     assert "stopping at once" not in log.read_text()
-    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
-    assert len(stored) == 1
+    assert stored_for_bob(tmp_path) == 1
 
 
 def test_a_restarted_worker_serves_the_config_the_supervisor_loaded(
@@ -316,8 +318,7 @@ def test_a_restarted_worker_serves_the_config_the_supervisor_loaded(
         assert "exited with 2" not in log.read_text()
         process.send_signal(signal.SIGTERM)
         assert process.wait(TIMEOUT) == 0
-    stored = new_messages(mailbox_directory(tmp_path / "maildir", "bob@example.com"))
-    assert len(stored) == 8
+    assert stored_for_bob(tmp_path) == 8
 
 
 SIGNAL_WHILE_FORKING = """
