@@ -9,8 +9,10 @@ traffic), that was a tenth of the server's time.
 
 Shutdown works like hypercorn's.  Sessions run in a nursery inside a
 *shielded* cancel scope, so cancelling ``serve`` closes the listeners at
-once but does not cut sessions off.  Instead ``serve`` tells idle sessions to
-say ``421`` and go, lets sessions with a transaction under way finish it, and
+once but does not cut sessions off.  Instead ``serve`` tells every session to
+say ``421`` and go at its next command between transactions (QUIT excepted;
+one that has waited a second already goes at once), lets sessions with a
+transaction under way finish it, and
 puts a deadline (``shutdown_grace``) on the shielded scope: whatever still
 runs then is cancelled, and only then does the cancellation leave ``serve``.
 """

@@ -63,6 +63,12 @@ T = TypeVar("T")
 RECEIVE_SIZE = 64 * 1024
 #: Longest wait for the last reply (421, 554) of a connection we are closing.
 FINAL_REPLY_TIMEOUT = 5.0
+#: Once shutdown has begun, how long a session between transactions waits
+#: for its client's next command, counted from the end of its last reply.
+#: Long enough for the QUIT that follows a 250 (one round trip), which gets
+#: its 221; any other command gets 421.  A session idle for longer when
+#: shutdown begins is told at once.
+SHUTDOWN_QUIT_WAIT = 1.0
 #: The longest delay before answering a failed AUTH or a repeated error.
 MAX_PENALTY_DELAY = 30.0
 _IDLE_STATES = frozenset({State.CONNECTED, State.GREETED})
@@ -105,9 +111,8 @@ class ServerContext:
     connections: ConnectionCounter = field(default_factory=ConnectionCounter)
     auth_failures: AuthFailures = field(init=False)
     shutting_down: bool = False
-    #: Cancel scopes of sessions waiting between transactions: shutdown
-    #: cancels them, so idle sessions get 421 at once.
-    idle_scopes: set[trio.CancelScope] = field(default_factory=set)
+    #: The sessions under way, for shutdown to tell.
+    sessions: set[Session] = field(default_factory=set)
     _session_configs: dict[tuple[Role, bool], SessionConfig] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -137,10 +142,10 @@ class ServerContext:
         return self._session_configs[role, tls_active]
 
     def begin_shutdown(self) -> None:
-        """Stop idle sessions now; the others finish their transaction first."""
+        """Close idle sessions soon; the others finish their transaction first."""
         self.shutting_down = True
-        for scope in self.idle_scopes:
-            scope.cancel()
+        for session in self.sessions:
+            session.shut_down()
 
 
 class _HookTimedOut(BaseException):
@@ -234,6 +239,10 @@ class Session:
         self._line_started: float | None = None
         self._wait = trio.CancelScope()
         self._waiting = _Waiting.NOTHING
+        # When the session last began to wait between transactions.
+        self._idle_since = 0.0
+        # The protocol session under way (a new one after STARTTLS).
+        self._conn: ServerConnection | None = None
         # What a hook that runs out of time is called in the log, and the
         # reply its decision then gets.
         self._hook_name = ""
@@ -258,6 +267,8 @@ class Session:
         """Serve the connection; never raises anything but ``Cancelled``."""
         config = self._config
         log.info("%s connect %s [%s]:%d", self.id, self._role.value, *self.peer)
+        sessions = self._context.sessions
+        sessions.add(self)
         try:
             with trio.move_on_after(config.session_timeout) as session_scope:
                 await self._serve(connections_from_peer)
@@ -274,6 +285,7 @@ class Session:
             log.exception("%s internal error", self.id)
             await self._final_reply(replies.LOCAL_ERROR)
         finally:
+            sessions.discard(self)
             self._drop_message()
             self._transport.close()
             log.info("%s disconnect", self.id)
@@ -304,7 +316,7 @@ class Session:
             log.info("%s refused at greeting: %s", self.id, refusal)
             await self._final_reply(refusal)
             return
-        conn = ServerConnection(context.session_config(self._role, self.tls is not None))
+        conn = self._new_connection()
         conn.send_greeting()
         if await self._converse(conn):
             # STARTTLS (RFC 3207 4.2): a fresh session on the TLS stream;
@@ -317,11 +329,33 @@ class Session:
                 )
             if not await self._start_tls():
                 return
-            secure = ServerConnection(context.session_config(self._role, True))
+            secure = self._new_connection()
             # The session starts over, but not the client's record of errors:
             # otherwise STARTTLS would reset the error limits.
             secure.error_count = conn.error_count
             await self._converse(secure)
+
+    def _new_connection(self) -> ServerConnection:
+        context = self._context
+        conn = ServerConnection(context.session_config(self._role, self.tls is not None))
+        if context.shutting_down:
+            conn.shut_down(replies.SHUTTING_DOWN)
+        self._conn = conn
+        return conn
+
+    def shut_down(self) -> None:
+        """Shutdown has begun: end the session once its transaction is over.
+
+        The protocol session answers the next command between transactions
+        with 421 (a QUIT with 221); a session already waiting between
+        transactions waits no longer than ``SHUTDOWN_QUIT_WAIT`` from the
+        start of that wait.
+        """
+        if self._conn is not None:
+            self._conn.shut_down(replies.SHUTTING_DOWN)
+        if self._waiting is _Waiting.IDLE:
+            wait = self._wait
+            wait.deadline = min(wait.deadline, self._idle_since + SHUTDOWN_QUIT_WAIT)
 
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
@@ -478,15 +512,16 @@ class Session:
             # Between transactions, even half-way through a command line:
             # shutdown need not wait for it.
             idle = state in _IDLE_STATES
+            if idle and self._line_started is None:
+                # The wait for a new line begins (for a line already begun,
+                # it began with it): shutdown's wait counts from here.
+                self._idle_since = now
             if state is State.CHUNKING and self._body_since is not None:
                 # Between the BDAT chunks of a message its rate goes on, or
                 # a byte per chunk, each sent with its command, would dodge it.
                 deadline = min(deadline, self._rate_deadline())
         wait = self._wait
         self._waiting = _Waiting.IDLE if idle else _Waiting.RECEIVE
-        if idle and self._context.shutting_down:
-            # Between transactions: shutdown ends the session here.
-            wait.cancel()
         # A scheduling point first: fair to the other sessions, it is where
         # cancellation reaches a session that never has to wait, and by the
         # time it returns the client has usually answered.
@@ -509,23 +544,16 @@ class Session:
         self, transport: Transport, wait: trio.CancelScope, deadline: float, idle: bool
     ) -> bytes:
         """Wait for the client's bytes under ``deadline``."""
+        if idle and self._context.shutting_down:
+            # (Also when shutdown began during _receive's checkpoint: then
+            # shut_down shortened a deadline that is set here anew.)
+            deadline = min(deadline, self._idle_since + SHUTDOWN_QUIT_WAIT)
         wait.deadline = deadline
-        if idle:
-            # Shutdown cancels the idle sessions' waits, from now on; if it
-            # began since _receive looked, cancel this one here.
-            idle_scopes = self._context.idle_scopes
-            idle_scopes.add(wait)
-            if self._context.shutting_down:
-                wait.cancel()
-        try:
-            while True:
-                await transport.wait_receivable()
-                data = transport.receive_nowait(RECEIVE_SIZE)
-                if data is not None:
-                    break
-        finally:
-            if idle:
-                idle_scopes.discard(wait)
+        while True:
+            await transport.wait_receivable()
+            data = transport.receive_nowait(RECEIVE_SIZE)
+            if data is not None:
+                break
         await self._lift_deadline(wait)
         return data
 

@@ -63,6 +63,7 @@ _LINE_LIMITS = {
 _RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
+_BETWEEN_TRANSACTIONS = frozenset({State.CONNECTED, State.GREETED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -156,6 +157,9 @@ class ServerConnection:
         self._discard_remaining = 0
         self._discard_reply: Reply | None = None
         self._sasl: SaslExchange | None = None
+        # Set by shut_down(): the reply that ends the session at its next
+        # command between transactions.
+        self._closing_reply: Reply | None = None
 
     # -- public interface ---------------------------------------------------
     @property
@@ -304,6 +308,21 @@ class ServerConnection:
         self._reply(reply)
         self._state = State.CLOSED
 
+    def shut_down(self, reply: Reply) -> None:
+        """The server is going away: end the session at its next transaction's end.
+
+        A transaction under way goes on to its end (its message is
+        accepted or refused as usual), and so does an AUTH exchange.  From
+        then on, between transactions, QUIT is answered as ever and any
+        other command gets ``reply`` (a 421, RFC 5321 3.8) and ends the
+        session with ``ConnectionClosed``.  QUIT is the exception because a
+        client that just had its message accepted says QUIT next, and a
+        421 to it would read as a failure (Python's ``smtplib`` raises).
+        """
+        if reply.code != 421:
+            raise LocalProtocolError(f"shut_down() needs a 421 reply, not {reply.code}")
+        self._closing_reply = reply
+
     # -- the machinery --------------------------------------------------------
     def _take_pending(self) -> MailFrom | RcptTo | AuthCredentials | MessageComplete:
         event = self._pending
@@ -377,6 +396,14 @@ class ServerConnection:
             raise _Refusal(self._undecodable(line)) from None
         word, _, argument = text.partition(" ")
         name = ascii_upper(word)
+        closing = self._closing_reply
+        if closing is not None and name != "QUIT" and self._state in _BETWEEN_TRANSACTIONS:
+            # A BDAT here owes a chunk, left unread: the session ends, so
+            # those bytes are never taken for commands.
+            self._reply(closing)
+            self._state = State.CLOSED
+            self._events.append(ConnectionClosed(reply=closing))
+            return
         verb = _VERBS.get(name)
         if verb is None:
             if name in _HTTP_METHODS:

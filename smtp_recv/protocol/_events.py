@@ -183,9 +183,11 @@ class StartTLS(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ConnectionClosed(Event):
-    """The session is over: QUIT was answered, or the client closed (EOF).
+    """The session is over: QUIT was answered, the client closed (EOF), or
+    a command came after ``ServerConnection.shut_down``.
 
-    ``reply`` is the 221 for QUIT, ``None`` for EOF.  A message under way at
+    ``reply`` is the 221 for QUIT, the 421 given to ``shut_down``, or
+    ``None`` for EOF.  A message under way at
     EOF is dropped: nothing partial is delivered.
     """
 

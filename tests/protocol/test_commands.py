@@ -35,6 +35,7 @@ from smtp_recv.protocol import (
     LocalProtocolError,
     MailFrom,
     MailParameters,
+    MessageComplete,
     ProtocolError,
     RcptTo,
     Reply,
@@ -464,6 +465,55 @@ def test_rfc5321_4_1_1_10_quit() -> None:
     dialogue.conn.receive_data(b"NOOP\r\n")
     assert dialogue.conn.next_event() is PAUSED
     assert dialogue.conn.data_to_send() == b""
+
+
+# -- shutting down (RFC 5321 3.8) ------------------------------------------------
+SHUTDOWN = replies.SHUTTING_DOWN
+
+
+@pytest.mark.parametrize(
+    "line", ["NOOP", "RSET", "EHLO again", "MAIL FROM:<a@b.example>", "XYZZY", "BDAT 5 LAST"]
+)
+def test_rfc5321_3_8_after_shut_down_a_command_between_transactions_gets_421(line: str) -> None:
+    dialogue = greeted()
+    dialogue.conn.shut_down(SHUTDOWN)
+    dialogue.events.clear()
+    # The next line is never read, though it looks like a command.
+    assert dialogue.say(line, "QUIT") == SHUTDOWN.to_bytes()
+    assert dialogue.events == [ConnectionClosed(reply=SHUTDOWN)]
+    assert dialogue.state is State.CLOSED
+
+
+def test_after_shut_down_quit_still_gets_221() -> None:
+    dialogue = greeted()
+    dialogue.conn.shut_down(SHUTDOWN)
+    assert dialogue.say("quit") == b"221 2.0.0 Bye\r\n"
+    assert dialogue.events[-1] == ConnectionClosed(reply=replies.CLOSING)
+
+
+def test_after_shut_down_the_transaction_under_way_finishes_first() -> None:
+    dialogue = in_transaction()
+    dialogue.conn.shut_down(SHUTDOWN)
+    out = dialogue.say(
+        "RCPT TO:<second@our.example>",
+        "DATA",
+        b"Subject: x\r\n\r\nbody\r\n.",
+        "MAIL FROM:<c@d.example>",
+    )
+    assert codes(out) == [250, 354, 250, 421]
+    assert len(dialogue.of_type(MessageComplete)) == 1
+    assert dialogue.state is State.CLOSED
+
+
+def test_after_shut_down_before_the_greeting_is_answered_ehlo_gets_421() -> None:
+    dialogue = Dialogue()
+    dialogue.conn.shut_down(SHUTDOWN)
+    assert dialogue.say(f"EHLO {CLIENT}") == SHUTDOWN.to_bytes()
+
+
+def test_shut_down_takes_only_a_421() -> None:
+    with pytest.raises(LocalProtocolError):
+        greeted().conn.shut_down(replies.CLOSING)
 
 
 def test_quit_with_an_argument_is_501() -> None:

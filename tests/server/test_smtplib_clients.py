@@ -10,7 +10,7 @@ import trio
 from smtp_recv import Role
 from smtp_recv.testing import AcceptDomains, serve_for_tests
 
-from .conftest import PASSWORD, USERS, Client, RecordingMailer, base_config
+from .conftest import PASSWORD, USERS, CertSet, Client, RecordingMailer, base_config, running
 
 BODY = b"Subject: hello\r\nFrom: a@example.org\r\n\r\nHello there.\r\n"
 
@@ -156,3 +156,27 @@ async def test_partial_recipient_refusal_gives_smtplib_refused_dict() -> None:
             mail = await server.mailer.wait_for_message()
     assert refused == {"x@elsewhere.org": (550, b"5.1.1 No such user here")}
     assert [r.address for r in mail.recipients] == ["one@example.com", "two@example.com"]
+
+
+async def test_smtplib_with_block_ends_cleanly_when_the_server_stops_mid_message(
+    cert_set: CertSet,
+) -> None:
+    # smtplib's `with` says QUIT on leaving and raises unless it gets 221: a
+    # 421 there would make the sender believe an accepted message failed.
+    mailer = RecordingMailer(delay=0.2)
+    refused: list[dict[str, tuple[int, bytes]]] = []
+    async with running(cert_set, config=base_config(shutdown_grace=10), mailer=mailer) as server:
+
+        def send() -> None:
+            with smtplib.SMTP(*server.mx, timeout=10) as smtp:
+                refused.append(smtp.sendmail("a@example.org", ["bob@example.com"], BODY))
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(trio.to_thread.run_sync, send)
+            with trio.fail_after(10):
+                await mailer.entered.wait()
+            server.stop()
+        with trio.fail_after(10):
+            await server.stopped.wait()
+    assert refused == [{}]
+    assert len(mailer.delivered) == 1
