@@ -26,6 +26,10 @@ the queue until the grace period ends.  A worker whose parent dies (killed,
 so it could pass nothing on) gets SIGTERM from the kernel and shuts down
 gracefully (Linux; elsewhere it runs on).
 
+The connection and AUTH-failure limits hold for the server as a whole: the
+workers add up their counts in a table the parent maps, shared, before it
+forks them (``_clients.SharedCounts``).
+
 With ``--pin-workers`` each worker is bound to one CPU of those the parent
 may use (worker ``i`` to the ``i``-th, round robin), as nginx's
 ``worker_cpu_affinity`` does: a worker's event loop and its helper threads
@@ -52,6 +56,7 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from ._clients import SharedCounts, share_counts
 from ._config import ListenerConfig, ListenError, ServerConfig
 
 log = logging.getLogger("smtp_recv.workers")
@@ -136,6 +141,7 @@ class Supervisor:
         self._deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
         self._signals = 0
         self._prctl = _parent_death_signal()
+        self._counts: SharedCounts | None = None
 
     def _spawn(self, slot: int) -> None:
         cpu = self._cpus[slot % len(self._cpus)] if self._cpus else None
@@ -153,7 +159,7 @@ class Supervisor:
             if pid == 0:
                 status = 1
                 try:
-                    status = self._in_child(parent, cpu)
+                    status = self._in_child(parent, cpu, slot)
                 finally:
                     os._exit(status)  # never unwind into the parent's frames
             self._workers[slot] = pid
@@ -162,7 +168,7 @@ class Supervisor:
         where = f" on CPU {cpu}" if cpu is not None else ""
         log.info("worker %d started (pid %d)%s", slot, pid, where)
 
-    def _in_child(self, parent: int, cpu: int | None) -> int:
+    def _in_child(self, parent: int, cpu: int | None, slot: int) -> int:
         """The worker's life, in the forked child; its exit status."""
         try:
             for number in STOP_SIGNALS:
@@ -175,6 +181,8 @@ class Supervisor:
                 return 128 + signal.SIGTERM
             if cpu is not None:
                 os.sched_setaffinity(0, {cpu})
+            assert self._counts is not None
+            share_counts(self._counts.row(slot))
             return self._worker(self._sockets)
         except SystemExit as exit_:
             code = exit_.code
@@ -199,6 +207,7 @@ class Supervisor:
         """Start ``count`` workers and keep them running until a signal; the exit status."""
         for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
+        self._counts = SharedCounts(count)
         for slot in range(count):
             self._spawn(slot)
         try:
@@ -213,6 +222,7 @@ class Supervisor:
                     if status is None:
                         continue
                     del self._workers[slot]
+                    self._counts.clear(slot)  # its connections died with it
                     log.error("worker %d (pid %d) exited with %d", slot, pid, status)
                     now = time.monotonic()
                     self._deaths.append(now)

@@ -83,8 +83,12 @@ def write_config(
     *,
     extra: str = "",
     users: str | None = None,
+    limits: str = "",
 ) -> Path:
-    """A complete, valid config file (and users file, certificate) in ``directory``."""
+    """A complete, valid config file (and users file, certificate) in ``directory``.
+
+    ``extra`` goes before the tables, ``limits`` into ``[limits]``.
+    """
     write_certificate(ca, directory, "mx", "mx.example.com", "localhost", "127.0.0.1")
     write_certificate(ca, directory, "other", "*.example.org")
     if users is None:
@@ -101,7 +105,7 @@ def write_config(
         f"{extra}\n"
         '[mx]\naddress = "127.0.0.1"\nport = 2525\n'
         '[submission]\naddress = "127.0.0.1"\nport = 4650\n'
-        "[limits]\nmax_message_size = 1048576\nmax_recipients = 200\n"
+        f"[limits]\nmax_message_size = 1048576\nmax_recipients = 200\n{limits}\n"
         "[timeouts]\ncommand_timeout = 120\nshutdown_grace = 5\n"
         '[[tls.certificates]]\ncert = "mx.pem"\nkey = "mx.key"\ndefault = true\n'
         '[[tls.certificates]]\ncert = "other.pem"\nkey = "other.key"\n'

@@ -63,13 +63,14 @@ def supervisor(
     *,
     pinned: bool = False,
     own_group: bool = False,
+    limits: str = "",
 ) -> Iterator[tuple[subprocess.Popen[str], int, Path]]:
     """``smtp-recv serve --workers 2`` on free ports: the process, the MX port, its log.
 
     ``own_group``: in a process group of its own, as a shell runs a command,
     so that the test can signal the whole group without signalling itself.
     """
-    config = write_config(tmp_path, certificate_authority)
+    config = write_config(tmp_path, certificate_authority, limits=limits)
     log = tmp_path / "supervisor.log"
     with log.open("w") as stderr:
         command = [
@@ -181,6 +182,38 @@ def test_workers_share_the_socket_and_are_restarted(
         for pid in worker_pids(log).values():
             wait_for(lambda pid=pid: gone(pid), "workers to exit")
     assert stored_for_bob(tmp_path) == 10
+
+
+def greeting(port: int) -> bytes:
+    """The first reply line a new client gets, the connection then left open."""
+    client = socket.create_connection(("127.0.0.1", port), timeout=10)
+    OPEN.append(client)
+    return client.makefile("rb").readline()
+
+
+OPEN: list[socket.socket] = []
+
+
+def test_the_connection_limit_per_address_holds_across_the_workers(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    # Whichever worker the kernel gives each connection to, one address has
+    # one connection in all, not one per worker.
+    limits = "max_connections_per_ip = 1"
+    try:
+        with supervisor(tmp_path, certificate_authority, limits=limits) as (process, port, log):
+            assert greeting(port).startswith(b"220 ")
+            for _ in range(8):
+                assert greeting(port).startswith(b"421 4.7.0 "), log.read_text()
+            OPEN.pop(0).close()
+            # Once the first has gone (the worker counts it out, and the
+            # others see that), the address may connect again.
+            wait_for(lambda: greeting(port).startswith(b"220 "), "the connection to be counted out")
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(TIMEOUT) == 0
+    finally:
+        while OPEN:
+            OPEN.pop().close()
 
 
 def test_workers_stop_gracefully_when_the_supervisor_is_killed(
