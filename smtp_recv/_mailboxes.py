@@ -3,10 +3,12 @@
 One rule for the whole server: the recipient map, the users file's logins
 and senders, and the default sender policy all compare addresses this way,
 so that what is one mailbox for delivery is one mailbox for sending too.
-Local parts compare by lower case; domains by their lower-case A-label.
+Local parts compare in NFC by lower case; domains by their lower-case A-label.
 """
 
 from __future__ import annotations
+
+import unicodedata
 
 __all__ = [
     "canonical_address",
@@ -18,7 +20,13 @@ __all__ = [
 
 
 def _fold_local_part(local_part: str) -> str:
-    """The local part as compared: lower case, and no more.
+    """The local part as compared: composed (NFC) and in lower case, no more.
+
+    NFC because one letter may come composed or decomposed (``é``, or ``e``
+    and a combining accent): RFC 6532 3.1 asks for NFC, and a client, or an
+    operator's editor, may not have applied it.  NFC merges only such
+    canonical equivalents, never two letters that look different (NFKC
+    would take the ligature ``ﬁ`` to ``fi``).
 
     ``str.lower()`` rather than ``str.casefold()``: case folding also expands
     and merges letters that are not case variants of one another (``ß`` to
@@ -29,7 +37,9 @@ def _fold_local_part(local_part: str) -> str:
     ASCII ones) while distinct letters stay distinct.  Folding only ASCII
     would keep letters apart too, but would refuse ``BØB@`` for no reason.
     """
-    return local_part.lower()
+    if local_part.isascii():
+        return local_part.lower()
+    return unicodedata.normalize("NFC", local_part.lower())
 
 
 def canonical_domain(domain: str) -> str:

@@ -278,3 +278,14 @@ async def test_local_parts_ignore_case_but_keep_distinct_letters_apart() -> None
     both = Recipients(mailboxes=["straße@example.com", "strasse@example.com"])
     assert await both.lookup("STRASSE@example.com") == ("strasse@example.com",)
     assert await both.lookup("Straße@example.com") == ("straße@example.com",)
+
+
+async def test_local_parts_compare_composed_and_decomposed_letters_alike() -> None:
+    # RFC 6532 3.1: NFC.  "é" is one code point or "e" and a combining accent.
+    composed, decomposed = "jos\u00e9", "jose\u0301"
+    recipients = Recipients(mailboxes=[f"{decomposed}@example.com"])
+    assert await recipients.lookup(f"{composed}@example.com") == (f"{decomposed}@example.com",)
+    assert await recipients.lookup("JOS\u00c9@example.com") == (f"{decomposed}@example.com",)
+    # Compatibility forms stay apart: the ligature is not "fi".
+    ligature = Recipients(mailboxes=["\ufb01x@example.com"])
+    assert await ligature.lookup("fix@example.com") == ()

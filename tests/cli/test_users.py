@@ -158,6 +158,13 @@ async def test_logins_and_senders_compare_as_the_recipient_map_does() -> None:
     assert not await policy.may_send_as("u", "bob@exa..mple.com", "bob@exa..mple.com")
 
 
+async def test_a_login_matches_composed_or_decomposed() -> None:
+    # A login typed on another system may come decomposed (RFC 6532 3.1).
+    users = Users({"jos\u00e9@example.com": User(hash_password("pw", **CHEAP))})
+    assert await users.verify(None, "jose\u0301@example.com", "pw") == "jos\u00e9@example.com"
+    assert await users.may_send_as("jos\u00e9@example.com", "x", "JOSE\u0301@example.com")
+
+
 @pytest.mark.parametrize(
     ("sender", "allowed"),
     [
