@@ -7,6 +7,7 @@
    DATA (dot-stuffed) and for BDAT (chunked).
 4. (In ``test_state.py``: every state against every command.)
 5. Smuggled ends of data never end the data.
+6. After ``shut_down`` no transaction begins, and 421 is the last word.
 """
 
 from __future__ import annotations
@@ -485,3 +486,29 @@ def test_property_message_verdicts_do_not_depend_on_reads_or_flushes(
         assert isinstance(outcome, MessageComplete)
         assert body == expected
         assert split_messages(flushed.events)[0][0] == body
+
+
+# -- 6. shutting down ------------------------------------------------------------------
+@given(session=SESSION_CONFIGS, before=streams, after=streams)
+def test_property_after_shut_down_no_transaction_begins_and_421_is_the_last_word(
+    session: SessionConfig, before: bytes, after: bytes
+) -> None:
+    """RFC 5321 3.8: once the server is going away, the transaction under
+    way may end, no new one begins, and 421 ends the session."""
+    dialogue = Dialogue(session)
+    dialogue.feed(b"EHLO x\r\n" + before)
+    if dialogue.error is not None or dialogue.conn._pending is not None:
+        return
+    dialogue.conn.shut_down(replies.SHUTTING_DOWN)
+    dialogue.conn.data_to_send()
+    start = len(dialogue.events)
+    dialogue.feed(after)
+    later = dialogue.events[start:]
+    assert not any(isinstance(event, MailFrom) for event in later)
+    assert sum(isinstance(event, MessageComplete) for event in later) <= 1
+    answers = parse_replies(dialogue.conn.data_to_send())
+    closing = [n for n, answer in enumerate(answers) if answer.code == 421]
+    assert closing in ([], [len(answers) - 1])
+    if closing and answers[-1].enhanced == "4.3.2":
+        assert dialogue.state is State.CLOSED
+        assert later[-1] == ConnectionClosed(reply=replies.SHUTTING_DOWN)
