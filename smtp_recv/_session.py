@@ -239,8 +239,12 @@ class Session:
         self._line_started: float | None = None
         self._wait = trio.CancelScope()
         self._waiting = _Waiting.NOTHING
-        # When the session last began to wait between transactions.
+        # When the session last began to wait between transactions, and
+        # whether it is blocked in that wait (shutdown shortens it)...
         self._idle_since = 0.0
+        self._idle_waiting = False
+        # ...or in a penalty delay between transactions (shutdown ends it).
+        self._idle_penalty: trio.CancelScope | None = None
         # The protocol session under way (a new one after STARTTLS).
         self._conn: ServerConnection | None = None
         # What a hook that runs out of time is called in the log, and the
@@ -353,9 +357,11 @@ class Session:
         """
         if self._conn is not None:
             self._conn.shut_down(replies.SHUTTING_DOWN)
-        if self._waiting is _Waiting.IDLE:
+        if self._idle_waiting:
             wait = self._wait
             wait.deadline = min(wait.deadline, self._idle_since + SHUTDOWN_QUIT_WAIT)
+        elif self._idle_penalty is not None:
+            self._idle_penalty.cancel()
 
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
@@ -549,11 +555,17 @@ class Session:
             # shut_down shortened a deadline that is set here anew.)
             deadline = min(deadline, self._idle_since + SHUTDOWN_QUIT_WAIT)
         wait.deadline = deadline
-        while True:
-            await transport.wait_receivable()
-            data = transport.receive_nowait(RECEIVE_SIZE)
-            if data is not None:
-                break
+        # Only while blocked here: once bytes came, the session may go on
+        # into a transaction, which shutdown lets finish.
+        self._idle_waiting = idle
+        try:
+            while True:
+                await transport.wait_receivable()
+                data = transport.receive_nowait(RECEIVE_SIZE)
+                if data is not None:
+                    break
+        finally:
+            self._idle_waiting = False
         await self._lift_deadline(wait)
         return data
 
@@ -651,11 +663,7 @@ class Session:
             log.debug("%s %s %s", self.id, kind, escape(event.name))
 
     async def _on_mail(self, conn: ServerConnection, event: MailFrom) -> None:
-        if self._context.shutting_down:
-            # Shutdown lets the transactions under way finish, not the next
-            # one that a pipelining client sent along with the last.
-            await self._refuse(conn, replies.SHUTTING_DOWN, client_error=False)
-            return
+        # (After shutdown began the core ends the session at the next MAIL.)
         if self._role is Role.MX:
             conn.accept()
             return
@@ -964,9 +972,25 @@ class Session:
             await self._penalty(min(config.error_delay * excess, MAX_PENALTY_DELAY))
 
     async def _penalty(self, seconds: float) -> None:
-        """Make the client wait; not in a spent scope, where it would end at once."""
-        if self._waiting is not _Waiting.SPENT:
-            await trio.sleep(seconds)
+        """Make the client wait; not in a spent scope, where it would end at once.
+
+        Between transactions, shutdown ends the wait: the reply goes out,
+        and the client's next command gets 421.
+        """
+        if self._waiting is _Waiting.SPENT:
+            return
+        assert self._conn is not None
+        if self._conn.state not in _IDLE_STATES:
+            await trio.sleep(seconds)  # in a transaction, which shutdown lets finish
+            return
+        if self._context.shutting_down:
+            return
+        with trio.CancelScope() as scope:
+            self._idle_penalty = scope
+            try:
+                await trio.sleep(seconds)
+            finally:
+                self._idle_penalty = None
 
     _handlers: ClassVar[dict[type, Callable[..., Awaitable[None]]]] = {
         Hello: _on_hello,

@@ -313,9 +313,9 @@ class ServerConnection:
 
         A transaction under way goes on to its end (its message is
         accepted or refused as usual), and so does an AUTH exchange.  From
-        then on, between transactions, QUIT is answered as ever and any
-        other command gets ``reply`` (a 421, RFC 5321 3.8) and ends the
-        session with ``ConnectionClosed``.  QUIT is the exception because a
+        then on, between transactions, a bare QUIT is answered as ever and
+        any other line, however malformed, gets ``reply`` (a 421, RFC 5321
+        3.8) and ends the session with ``ConnectionClosed``.  QUIT is the exception because a
         client that just had its message accepted says QUIT next, and a
         421 to it would read as a failure (Python's ``smtplib`` raises).
         """
@@ -341,6 +341,16 @@ class ServerConnection:
         self._reply(reply)
         self._events.append(CommandRejected(reply=reply, error_count=self.error_count))
 
+    def _close(self, reply: Reply) -> None:
+        """End the session after shut_down.
+
+        A BDAT here owes a chunk, left unread: the session ends, so those
+        bytes are never taken for commands.
+        """
+        self._reply(reply)
+        self._state = State.CLOSED
+        self._events.append(ConnectionClosed(reply=reply))
+
     def _move(self, event: Input) -> None:
         new = next_state(self._state, event)
         if new is None:  # pragma: no cover - a bug in the core, not the client
@@ -363,6 +373,16 @@ class ServerConnection:
         line = self._buffer.next_line(limit)
         if line is None:
             return False
+        closing = self._closing_reply
+        if (
+            closing is not None
+            and self._state in _BETWEEN_TRANSACTIONS
+            and (not isinstance(line, bytes) or line.upper() != b"QUIT")
+        ):
+            # Before any other check: a line refused (and answered) for its
+            # form would leave the session open for another try.
+            self._close(closing)
+            return True
         if line is LINE_TOO_LONG:
             if self._state is State.AUTH:
                 # RFC 4954 section 6: its own code for an over-long response.
@@ -396,14 +416,6 @@ class ServerConnection:
             raise _Refusal(self._undecodable(line)) from None
         word, _, argument = text.partition(" ")
         name = ascii_upper(word)
-        closing = self._closing_reply
-        if closing is not None and name != "QUIT" and self._state in _BETWEEN_TRANSACTIONS:
-            # A BDAT here owes a chunk, left unread: the session ends, so
-            # those bytes are never taken for commands.
-            self._reply(closing)
-            self._state = State.CLOSED
-            self._events.append(ConnectionClosed(reply=closing))
-            return
         verb = _VERBS.get(name)
         if verb is None:
             if name in _HTTP_METHODS:

@@ -472,9 +472,25 @@ SHUTDOWN = replies.SHUTTING_DOWN
 
 
 @pytest.mark.parametrize(
-    "line", ["NOOP", "RSET", "EHLO again", "MAIL FROM:<a@b.example>", "XYZZY", "BDAT 5 LAST"]
+    "line",
+    [
+        "NOOP",
+        "RSET",
+        "EHLO again",
+        "MAIL FROM:<a@b.example>",
+        "XYZZY",
+        "BDAT 5 LAST",
+        # Lines that would otherwise be refused for their form, and the
+        # session left open for another.
+        "QUIT now",
+        b"NOOP\nX",
+        b"\xff\xfe",
+        "NOOP " + "x" * limits.MAX_LINE,
+    ],
 )
-def test_rfc5321_3_8_after_shut_down_a_command_between_transactions_gets_421(line: str) -> None:
+def test_rfc5321_3_8_after_shut_down_a_command_between_transactions_gets_421(
+    line: str | bytes,
+) -> None:
     dialogue = greeted()
     dialogue.conn.shut_down(SHUTDOWN)
     dialogue.events.clear()

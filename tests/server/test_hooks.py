@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Sequence
+from typing import NoReturn
 
 import pytest
 import trio
@@ -424,6 +425,130 @@ async def test_shutdown_waits_for_the_next_command_only_briefly(
         assert trio.current_time() - answered == pytest.approx(SHUTDOWN_QUIT_WAIT, abs=0.01)
         await server.stopped.wait()
         assert trio.current_time() - answered == pytest.approx(SHUTDOWN_QUIT_WAIT, abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"QUIT now", b"NOOP\nX", b"\xff\xfe", b"NOOP " + b"x" * 2000],
+    ids=["quit-with-argument", "bare-lf", "not-utf8", "too-long"],
+)
+async def test_shutdown_ends_a_session_at_its_next_line_however_malformed(
+    cert_set: CertSet, autojump_clock: MockClock, line: bytes
+) -> None:
+    # Answered for its form (501, 500), the line would leave the session
+    # open, and each reply would start another wait for a QUIT.
+    async with (
+        running(cert_set, config=base_config(shutdown_grace=30)) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await trio.sleep(SHUTDOWN_QUIT_WAIT / 2)
+        server.stop()
+        await trio.testing.wait_all_tasks_blocked()
+        start = trio.current_time()
+        await client.send(line + b"\r\n")
+        await expect_shutting_down(client)
+        await server.stopped.wait()
+        assert trio.current_time() == start
+
+
+async def test_shutdown_cuts_short_a_penalty_between_transactions(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=10)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"XYZZY\r\n")
+        await trio.sleep(1)  # ten seconds to wait for the 500
+        server.stop()
+        start = trio.current_time()
+        assert (await client.reply()).code == 500
+        assert trio.current_time() == start
+        assert (await client.command("QUIT")).code == 221
+        await server.stopped.wait()
+
+
+async def test_shutdown_lets_a_pipelined_transaction_finish_through_a_penalty(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # RFC 2920: the whole envelope in one write.  The refused recipient
+    # costs a delay; shutdown begins during it, in the transaction.
+    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=3)
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await trio.sleep(SHUTDOWN_QUIT_WAIT + 1)
+        await client.send(
+            b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.org>\r\n"
+            b"RCPT TO:<bob@example.com>\r\nDATA\r\n"
+        )
+        await trio.sleep(0.5)
+        server.stop()
+        assert [(await client.reply()).code for _ in range(4)] == [250, 550, 250, 354]
+        assert (await client.command(b"Subject: x\r\n\r\nbody\r\n.")).code == 250
+        assert (await client.command("QUIT")).code == 221
+    assert len(mailer.delivered) == 1
+
+
+async def test_shutdown_lets_a_pipelined_transaction_finish_through_a_slow_lookup(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # Reverse DNS (on by default) runs at DATA, for the Received: header.
+    class SlowResolver(trio.abc.HostnameResolver):
+        async def getaddrinfo(self, *args: object, **kwargs: object) -> NoReturn:
+            raise OSError("not in this test")
+
+        async def getnameinfo(self, sockaddr: object, flags: int) -> tuple[str, str]:
+            await trio.sleep(1.5)
+            return ("client.example.org", "0")
+
+    config = base_config(shutdown_grace=30, reverse_dns=True, reverse_dns_timeout=2)
+    mailer = RecordingMailer()
+    async with running(cert_set, config=config, mailer=mailer) as server:
+        client = await Client.connect(server.mx)
+        trio.socket.set_custom_hostname_resolver(SlowResolver())
+        try:
+            async with client:
+                await client.greeting_and_ehlo()
+                await trio.sleep(SHUTDOWN_QUIT_WAIT + 1)
+                await client.send(
+                    b"MAIL FROM:<a@example.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+                )
+                await trio.sleep(0.5)  # during the lookup
+                server.stop()
+                assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+                assert (await client.command(b"Subject: x\r\n\r\nbody\r\n.")).code == 250
+        finally:
+            trio.socket.set_custom_hostname_resolver(None)
+    assert len(mailer.delivered) == 1
+
+
+async def test_shutdown_leaves_no_deadline_behind_for_a_transaction_that_goes_on(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # Shutdown begins during a penalty, with the rest of the envelope
+    # already received: nothing may then time the client out (421 4.4.2).
+    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=0.6)
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.org>\r\n")
+        await trio.sleep(0.05)
+        await client.send(b"RCPT TO:<y@elsewhere.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        await trio.sleep(0.25)
+        server.stop()
+        assert [(await client.reply()).code for _ in range(5)] == [250, 550, 550, 250, 354]
+        assert (await client.command(b"Subject: x\r\n\r\nbody\r\n.")).code == 250
+    assert len(mailer.delivered) == 1
 
 
 async def test_shutdown_after_starttls_ends_the_session_at_its_first_command(
