@@ -149,7 +149,7 @@ async def serve(
                     log.info("listening: mx %s, submission %s", listening.mx, listening.submission)
                     task_status.started(listening)
             finally:
-                log.info("shutting down; %d sessions open", context.connections.total)
+                log.info("shutting down; %d sessions open", context.connections.here)
                 context.begin_shutdown()
                 host.finish(config.shutdown_grace)
     finally:

@@ -28,7 +28,7 @@ gracefully (Linux; elsewhere it runs on).
 
 The connection and AUTH-failure limits hold for the server as a whole: the
 workers add up their counts in a table the parent maps, shared, before it
-forks them (``_clients.SharedCounts``).
+forks them (``_shared_counts``).
 
 With ``--pin-workers`` each worker is bound to one CPU of those the parent
 may use (worker ``i`` to the ``i``-th, round robin), as nginx's
@@ -56,8 +56,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
 
-from ._clients import SharedCounts, share_counts
+from ._clients import share_counts
 from ._config import ListenerConfig, ListenError, ServerConfig
+from ._shared_counts import SharedCounts
 
 log = logging.getLogger("smtp_recv.workers")
 

@@ -6,42 +6,30 @@ import os
 
 import pytest
 
-from smtp_recv._clients import (
-    SHARED_BUCKETS,
-    AuthFailures,
-    ConnectionCounter,
-    SharedCounts,
-    _bucket,
-    share_counts,
-)
+from smtp_recv._clients import AuthFailures, ConnectionCounter, share_counts
+from smtp_recv._shared_counts import ENTRIES, SharedCounts
 
 CLIENT = "192.0.2.1"
+OTHER = "198.51.100.7"
 
 
-def other_bucket_address() -> str:
-    """An address that is not counted in CLIENT's bucket."""
-    for last in range(2, 256):
-        address = f"198.51.100.{last}"
-        if _bucket(address) != _bucket(CLIENT):
-            return address
-    raise AssertionError("every address in one bucket")  # pragma: no cover
+def counters(workers: int = 2) -> tuple[SharedCounts, list[ConnectionCounter]]:
+    table = SharedCounts(workers)
+    return table, [ConnectionCounter(table.row(slot)) for slot in range(workers)]
 
 
 def test_connections_on_other_workers_count_towards_an_address_and_the_total() -> None:
-    table = SharedCounts(3)
-    first, second = ConnectionCounter(table.row(0)), ConnectionCounter(table.row(1))
+    _, (first, second, third) = counters(3)
     assert first.opened(CLIENT) == 1
     assert first.opened(CLIENT) == 2
     assert second.opened(CLIENT) == 3
     assert first.opened(CLIENT) == 4
-    assert first.total == second.total == 4
-    # A third worker, with no connection of its own, sees them all.
-    assert ConnectionCounter(table.row(2)).total == 4
+    assert first.total == second.total == third.total == 4
+    assert (first.here, second.here, third.here) == (3, 1, 0)
 
 
 def test_closed_connections_stop_counting_everywhere() -> None:
-    table = SharedCounts(2)
-    first, second = ConnectionCounter(table.row(0)), ConnectionCounter(table.row(1))
+    _, (first, second) = counters()
     first.opened(CLIENT)
     second.opened(CLIENT)
     first.closed(CLIENT)
@@ -53,25 +41,58 @@ def test_closed_connections_stop_counting_everywhere() -> None:
     assert first.opened(CLIENT) == 1
 
 
-def test_addresses_in_other_buckets_do_not_count_together() -> None:
-    table = SharedCounts(2)
-    first, second = ConnectionCounter(table.row(0)), ConnectionCounter(table.row(1))
-    for _ in range(5):
-        first.opened(CLIENT)
-    assert second.opened(other_bucket_address()) == 1
-    assert second.total == 6
+def test_other_addresses_never_count_together() -> None:
+    _, (first, second) = counters()
+    for number in range(2000):
+        first.opened(f"2001:db8::{number:x}")
+    assert second.opened(CLIENT) == 1
+    assert second.opened(OTHER) == 1
+    assert second.total == 2002
 
 
-def test_a_workers_own_count_is_exact_whatever_shares_its_bucket() -> None:
-    counter = ConnectionCounter(SharedCounts(1).row(0))
-    assert counter.opened(CLIENT) == 1
-    assert counter.opened(other_bucket_address()) == 1
-    assert counter.total == 2
+def fill(counter: ConnectionCounter) -> list[str]:
+    """Open connections from so many addresses that the worker's entries are all taken."""
+    crowd = [f"2001:db8::{number:x}" for number in range(2 * ENTRIES)]
+    for address in crowd:
+        counter.opened(address)
+    return crowd
+
+
+def test_an_address_the_table_has_no_room_for_is_counted_per_worker() -> None:
+    # A full table makes the limit per worker for newcomers; it never makes
+    # the server refuse them.
+    _, (first, second) = counters()
+    fill(first)
+    newcomers = [f"2001:db8:1::{number:x}" for number in range(100)]
+    for address in newcomers:
+        assert first.opened(address) == 1
+    assert [second.opened(address) for address in newcomers] == [1] * 100
+
+
+def test_room_made_by_closed_connections_is_used_again() -> None:
+    _, (first, second) = counters()
+    for address in fill(first):
+        first.closed(address)
+    first.opened(CLIENT)
+    assert second.opened(CLIENT) == 2
+
+
+def test_a_count_recorded_late_is_the_exact_one() -> None:
+    # A worker writes its count, not a change to it: an address that had no
+    # room when it connected is counted right once it has.
+    _, (first, second) = counters()
+    crowd = fill(first)
+    first.opened(CLIENT)
+    assert second.opened(CLIENT) == 1  # not shared
+    second.closed(CLIENT)
+    for address in crowd:
+        first.closed(address)
+    first.opened(CLIENT)
+    assert second.opened(CLIENT) == 3
 
 
 def test_clearing_a_dead_workers_row_forgets_its_connections() -> None:
-    table = SharedCounts(2)
-    survivor, dead = ConnectionCounter(table.row(0)), ConnectionCounter(table.row(1))
+    table, (survivor, dead) = counters()
     survivor.opened(CLIENT)
     for _ in range(10):
         dead.opened(CLIENT)
@@ -99,6 +120,11 @@ def test_a_forked_worker_counts_in_the_same_memory() -> None:
     assert parent.total == 6
 
 
+def test_each_table_has_a_key_of_its_own() -> None:
+    first, second = SharedCounts(1).row(0), SharedCounts(1).row(0)
+    assert first._fingerprint(CLIENT) != second._fingerprint(CLIENT)
+
+
 def test_a_slot_outside_the_table_is_refused() -> None:
     with pytest.raises(ValueError, match="no worker slot 2 of 2"):
         SharedCounts(2).row(2)
@@ -112,42 +138,55 @@ class Clock:
         return self.now
 
 
-def test_auth_failures_on_other_workers_count_within_the_window() -> None:
+def auth_failures(limit: int, window: float) -> tuple[Clock, AuthFailures, AuthFailures]:
     clock = Clock()
     table = SharedCounts(2, clock=clock)
-    first = AuthFailures(3, 600, table.row(0))
-    second = AuthFailures(3, 600, table.row(1))
+    return (
+        clock,
+        AuthFailures(limit, window, table.row(0)),
+        AuthFailures(limit, window, table.row(1)),
+    )
+
+
+def test_auth_failures_on_other_workers_count_within_the_window() -> None:
+    _, first, second = auth_failures(3, 600)
     assert first.failed(CLIENT, 0) == 1
     assert first.failed(CLIENT, 0) == 2
     assert not second.blocked(CLIENT, 0)
     assert second.failed(CLIENT, 0) == 3
     assert first.blocked(CLIENT, 0)
     assert second.blocked(CLIENT, 0)
-    assert not second.blocked(other_bucket_address(), 0)
-    # Another window: the other worker's failures are forgotten (its own
-    # sliding window is the worker's business, and it has moved on too).
-    clock.now += 600
-    assert not second.blocked(CLIENT, 600)
-    assert not first.blocked(CLIENT, 600)
+    assert not second.blocked(OTHER, 0)
 
 
-def test_a_window_of_zero_shares_nothing() -> None:
-    table = SharedCounts(2)
-    first = AuthFailures(1, 0, table.row(0))
+def test_failures_of_other_addresses_never_block_a_client() -> None:
+    _, first, second = auth_failures(3, 600)
+    for number in range(20_000):
+        first.failed(f"2001:db8::{number:x}", 0)
+    assert not second.blocked(CLIENT, 0)
+    assert second.failed(CLIENT, 0) == 1
+
+
+def test_a_windows_end_does_not_double_the_limit() -> None:
+    # Failures just before a window ends still count just after it.
+    clock, first, second = auth_failures(4, 600)
+    clock.now = 1199.0  # the last second of a window
     first.failed(CLIENT, 0)
-    assert not AuthFailures(1, 0, table.row(1)).blocked(CLIENT, 0)
+    first.failed(CLIENT, 0)
+    first.failed(CLIENT, 0)
+    clock.now = 1201.0
+    assert second.failed(CLIENT, 0) == 4
+    assert second.blocked(CLIENT, 0)
+    # Two windows on, they are forgotten.
+    clock.now = 1801.0
+    assert second._elsewhere(CLIENT) == 0
 
 
-def test_the_table_has_room_for_every_bucket_of_every_worker() -> None:
-    table = SharedCounts(2)
-    last = ConnectionCounter(table.row(1))
-    address = next(
-        f"2001:db8::{n:x}"
-        for n in range(1 << 20)
-        if _bucket(f"2001:db8::{n:x}") == SHARED_BUCKETS - 1
-    )
-    assert last.opened(address) == 1
-    assert ConnectionCounter(table.row(0)).opened(address) == 2
+@pytest.mark.parametrize("window", [0.0, 1e-310, 0.5])
+def test_windows_too_short_to_tell_apart_are_not_shared(window: float) -> None:
+    _, first, second = auth_failures(1, window)
+    first.failed(CLIENT, 0)
+    assert not second.blocked(CLIENT, 0)
 
 
 def test_in_a_worker_the_servers_counters_count_in_its_row() -> None:

@@ -1,0 +1,266 @@
+"""The counts by client address that the forked workers of one server share.
+
+With ``smtp-recv serve --workers N`` each worker counts its own clients
+exactly (``_clients``), and the limits hold for the server as a whole only
+if each also sees the others' counts.  The supervisor maps this table,
+shared and anonymous, before it forks; every worker inherits it.
+
+Layout: the open connections of each worker, then one row per worker of
+``ENTRIES`` entries, each five 64-bit integers: the address's fingerprint,
+its open connections on that worker, and its AUTH failures there (the
+fixed window they fall in, the failures in it, the failures in the window
+before).  Only a row's own worker writes it, so no lock is needed; the
+others read it.  A reader may see an entry half written, and a count off
+by one for a moment; a limit is then one connection or one failure loose,
+never stuck.
+
+Entries are found by a 64-bit fingerprint of the address: Python's
+``hash`` of it with a salt the supervisor draws at random (the workers
+inherit both the salt and the interpreter's hash key).  Two addresses
+never count together: a collision takes some 2**32 addresses by chance,
+and one with a given address some 2**64 tries.  Where an address's entry
+goes is unknown without the salt, even where ``PYTHONHASHSEED`` is fixed.
+An entry is found within ``PROBES`` slots of its home (linear probing);
+when they are all taken by live entries the worker does not share that
+address (its own counts stay exact, the others see none of them: the
+limit is then per worker for it, as without this table).  An attacker
+with many addresses can push the table that far, but never make it refuse
+anyone.
+
+A slot once used is reused for another address when its counts are over,
+and emptied when the slot after it is empty: a search can then stop at the
+first empty slot (no entry lies past an empty slot on its way from home),
+so looking up an address the other workers do not have costs one slot in
+each of their rows.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import time
+from collections.abc import Callable
+
+#: Entries per worker: the addresses with open connections or recent AUTH
+#: failures it can share at once (the default limit is 1,000 connections).
+ENTRIES = 4096
+#: Slots looked at for an address, from its home slot on.
+PROBES = 16
+# An entry's fields, in 64-bit integers.
+_FINGERPRINT, _CONNECTIONS, _WINDOW, _FAILURES, _FAILURES_BEFORE = range(5)
+_ENTRY = 5
+_ROW = ENTRIES * _ENTRY
+_WORD = 8
+#: AUTH failure windows shorter than this are not shared.
+MIN_SHARED_WINDOW = 1.0
+
+
+class SharedCounts:
+    """The table of one server's workers; made by the supervisor before it forks."""
+
+    def __init__(self, workers: int, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self.workers = workers
+        self._clock = clock
+        self._salt = int.from_bytes(os.urandom(8), "little")
+        self._memory = mmap.mmap(-1, (workers + workers * _ROW) * _WORD)
+        self._ints = memoryview(self._memory).cast("q")
+
+    def row(self, slot: int) -> SharedRow:
+        """What worker ``slot`` writes, and reads of the others."""
+        if not 0 <= slot < self.workers:
+            raise ValueError(f"no worker slot {slot} of {self.workers}")
+        return SharedRow(self._ints, slot, self.workers, self._salt, self._clock)
+
+    def clear(self, slot: int) -> None:
+        """Forget what worker ``slot`` counted (it has exited)."""
+        self._ints[slot] = 0
+        start = (self.workers + slot * _ROW) * _WORD
+        self._memory[start : start + _ROW * _WORD] = bytes(_ROW * _WORD)
+
+
+class SharedRow:
+    """One worker's view of ``SharedCounts``."""
+
+    __slots__ = (
+        "_clock",
+        "_entries",
+        "_ints",
+        "_others",
+        "_own",
+        "_salt",
+        "_slot",
+        "_workers",
+        "auth_window",
+    )
+
+    def __init__(
+        self,
+        ints: memoryview,
+        slot: int,
+        workers: int,
+        salt: int,
+        clock: Callable[[], float],
+    ) -> None:
+        self._ints = ints
+        self._slot = slot
+        self._workers = workers
+        self._own = workers + slot * _ROW
+        self._others = tuple(workers + other * _ROW for other in range(workers) if other != slot)
+        self._salt = salt
+        self._clock = clock
+        # Where this worker's addresses with open connections have their
+        # entry (and fingerprint), so that closing costs no search.
+        self._entries: dict[str, tuple[int, int]] = {}
+        #: The length of the AUTH failure windows (``auth_failure_window``);
+        #: 0 until ``AuthFailures`` sets it: failures are not shared.
+        self.auth_window = 0.0
+
+    # -- connections ---------------------------------------------------------------
+    def total(self) -> int:
+        """Open connections in all the workers."""
+        return sum(self._ints[: self._workers])
+
+    def opened(self, address: str, here: int, total_here: int) -> int:
+        """Record that ``address`` now has ``here`` connections on this worker
+        (of ``total_here``); return how many it has on the others.
+
+        The worker's exact counts are written, not added to, so that an
+        address the table had no room for is recorded right once it has.
+        """
+        ints = self._ints
+        ints[self._slot] = total_here
+        known = self._entries.get(address)
+        entry: int | None
+        if known is None:
+            fingerprint = self._fingerprint(address)
+            entry = self._entry(fingerprint, claim=True)
+            if entry is not None:
+                self._entries[address] = (fingerprint, entry)
+        else:
+            fingerprint, entry = known
+        if entry is not None:
+            ints[entry + _CONNECTIONS] = here
+        return sum(ints[other + _CONNECTIONS] for other in self._entries_elsewhere(fingerprint))
+
+    def closed(self, address: str, here: int, total_here: int) -> None:
+        """Record that ``address`` now has ``here`` connections on this worker."""
+        ints = self._ints
+        ints[self._slot] = total_here
+        known = self._entries.get(address)
+        if known is None:
+            return  # it never had room
+        entry = known[1]
+        ints[entry + _CONNECTIONS] = here
+        if not here:
+            del self._entries[address]
+            self._release(entry)
+
+    # -- AUTH failures (with auth_window set) ---------------------------------------
+    def auth_failed(self, address: str) -> None:
+        """Count an AUTH failure of ``address`` in the current fixed window."""
+        ints = self._ints
+        known = self._entries.get(address)
+        entry = known[1] if known else self._entry(self._fingerprint(address), claim=True)
+        if entry is None:
+            return
+        current = self._window()
+        recorded = ints[entry + _WINDOW]
+        if recorded == current:
+            ints[entry + _FAILURES] += 1
+            return
+        before = ints[entry + _FAILURES] if recorded == current - 1 else 0
+        ints[entry + _FAILURES_BEFORE] = before
+        ints[entry + _FAILURES] = 1
+        ints[entry + _WINDOW] = current
+
+    def auth_failures_elsewhere(self, address: str) -> int:
+        """The other workers' AUTH failures of ``address`` in this window and the one before.
+
+        Counting the window before too keeps the limit whole across a
+        window's end (a client cannot fail the limit's worth just before
+        it, and again just after); an address may so stay refused for up
+        to two windows.
+        """
+        ints = self._ints
+        current = self._window()
+        failures = 0
+        for entry in self._entries_elsewhere(self._fingerprint(address)):
+            recorded = ints[entry + _WINDOW]
+            if recorded == current:
+                failures += ints[entry + _FAILURES] + ints[entry + _FAILURES_BEFORE]
+            elif recorded == current - 1:
+                failures += ints[entry + _FAILURES]
+        return failures
+
+    # -- the table -----------------------------------------------------------------
+    def _fingerprint(self, address: str) -> int:
+        return hash((self._salt, address)) or 1  # 0 marks an empty slot
+
+    def _window(self) -> int:
+        return int(self._clock() // self.auth_window) + 1  # from 1: a zeroed entry is in none
+
+    def _entry(self, fingerprint: int, *, claim: bool) -> int | None:
+        """This worker's entry for ``fingerprint``, or a free one if ``claim``."""
+        ints, row = self._ints, self._own
+        home = fingerprint % ENTRIES
+        free = None
+        for probe in range(PROBES):
+            entry = row + (home + probe) % ENTRIES * _ENTRY
+            found = ints[entry + _FINGERPRINT]
+            if found == fingerprint:
+                return entry
+            if found == 0:  # nothing lies past an empty slot
+                if free is None:
+                    free = entry
+                break
+            if free is None and self._stale(entry):
+                free = entry
+        if free is None or not claim:
+            return None
+        # The fingerprint last: a reader never matches an entry whose counts
+        # are another address's.
+        ints[free + _FINGERPRINT] = 0
+        ints[free + _CONNECTIONS] = 0
+        ints[free + _WINDOW] = 0
+        ints[free + _FINGERPRINT] = fingerprint
+        return free
+
+    def _stale(self, entry: int) -> bool:
+        """Whether an entry holds nothing that counts: no connection, no recent failure."""
+        ints = self._ints
+        if ints[entry + _CONNECTIONS]:
+            return False
+        recorded = ints[entry + _WINDOW]
+        return not recorded or not self.auth_window or recorded < self._window() - 1
+
+    def _release(self, entry: int) -> None:
+        """Empty ``entry`` if its counts are over and the slot after it is empty,
+        and so on backwards: emptying a slot never hides an entry past it."""
+        ints, row = self._ints, self._own
+        index = (entry - row) // _ENTRY
+        for _ in range(PROBES):
+            after = row + (index + 1) % ENTRIES * _ENTRY
+            entry = row + index * _ENTRY
+            if (
+                ints[after + _FINGERPRINT]
+                or not ints[entry + _FINGERPRINT]  # empty already
+                or not self._stale(entry)
+            ):
+                return
+            ints[entry + _FINGERPRINT] = 0
+            index = (index - 1) % ENTRIES
+
+    def _entries_elsewhere(self, fingerprint: int) -> list[int]:
+        ints = self._ints
+        home = fingerprint % ENTRIES
+        entries = []
+        for row in self._others:
+            for probe in range(PROBES):
+                entry = row + (home + probe) % ENTRIES * _ENTRY
+                found = ints[entry + _FINGERPRINT]
+                if found == fingerprint:
+                    entries.append(entry)
+                    break
+                if found == 0:
+                    break
+        return entries
