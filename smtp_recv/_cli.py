@@ -33,9 +33,10 @@ from ._devcerts import dev_certificate
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderPolicy
 from ._maildir import MaildirMailer
 from ._recipients import AcceptEveryRecipient
+from ._reload import ConfigTables, Reloaded
 from ._settings import CertificateMap, ConfigError, Settings, load_settings
 from ._users import User, Users, hash_password
-from ._workers import STOP_SIGNALS
+from ._workers import RELOAD_SIGNAL, STOP_SIGNALS
 
 if TYPE_CHECKING:
     from ._server import Listening
@@ -229,6 +230,10 @@ class ServerPlan:
     config: ServerConfig
     #: Printed once the listeners are bound.
     notes: list[str] = field(default_factory=list)
+    #: Reads the config file again (SIGHUP); blocking.  ``None``: SIGHUP
+    #: stops the server instead (the development server, which has no
+    #: file, and runs in a terminal whose hang-up should end it).
+    reload: Callable[[], Reloaded] | None = None
 
 
 class AnySender:
@@ -302,14 +307,16 @@ def production_plan(args: argparse.Namespace) -> ServerPlan:
         config = replace(config, mx=replace(config.mx, port=args.mx_port))
     if args.submission_port is not None:
         config = replace(config, submission=replace(config.submission, port=args.submission_port))
+    tables = ConfigTables(settings)
     return ServerPlan(
-        forward=settings.recipients,
-        auth=settings.users,
+        forward=tables,
+        auth=tables,
         mailer=settings.mailer(),
-        certs=settings.certificates,
-        sender_policy=settings.users,
+        certs=tables,
+        sender_policy=tables,
         config=config,
         notes=[f"Mail is stored in Maildirs under {settings.maildir_root}"],
+        reload=tables.reload,
     )
 
 
@@ -342,7 +349,13 @@ def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
         if not addresses:
             lines.append(f"{title} disabled")
     lines.extend(plan.notes)
-    lines.append("Ready; Ctrl-C, SIGTERM or SIGHUP stops gracefully, a second one at once.")
+    if plan.reload is None:
+        lines.append("Ready; Ctrl-C, SIGTERM or SIGHUP stops gracefully, a second one at once.")
+    else:
+        lines.append(
+            "Ready; Ctrl-C or SIGTERM stops gracefully, a second one at once;"
+            " SIGHUP reloads users, recipients and certificates."
+        )
     out.write("".join(f"{line}\n" for line in lines))
     out.flush()
 
@@ -350,12 +363,51 @@ def announce(listening: Listening, plan: ServerPlan, out: TextIO) -> None:
 # -- running -------------------------------------------------------------------------
 
 
-async def _stop_on_signals(
-    signals: AsyncIterator[int], serve_scope: trio.CancelScope, grace: float
+def log_reload(reloaded: Reloaded) -> None:
+    """Tell the operator what a reload did, and what it left for a restart."""
+    for warning in reloaded.warnings:
+        log.warning("%s", warning)
+    log.info("reloaded users, recipients and certificates")
+    if reloaded.restart_needed:
+        log.warning(
+            "these settings changed and take a restart (they are left as they run): %s",
+            ", ".join(reloaded.restart_needed),
+        )
+
+
+async def _reload(plan: ServerPlan, lock: trio.Lock) -> None:
+    assert plan.reload is not None
+    async with lock:  # one at a time, in the order asked
+        try:
+            reloaded: Reloaded | ConfigError = await trio.to_thread.run_sync(plan.reload)
+        except ConfigError as error:
+            reloaded = error  # said below, without a traceback: it names file and key
+        except Exception:
+            # A reload must never take the server down with it.
+            log.exception("reload failed; serving what was loaded before")
+            return
+    if isinstance(reloaded, ConfigError):
+        log.error("reload failed; serving what was loaded before: %s", reloaded)
+    else:
+        log_reload(reloaded)
+
+
+async def _on_signals(
+    signals: AsyncIterator[int],
+    serve_scope: trio.CancelScope,
+    plan: ServerPlan,
+    nursery: trio.Nursery,
 ) -> None:
-    """First SIGINT/SIGTERM/SIGHUP: graceful shutdown; second: exit at once."""
+    """SIGHUP: reload (with a config file).  First stop signal: graceful
+    shutdown; second: exit at once."""
+    reloading = trio.Lock()
     async for number in signals:
         name = signal.Signals(number).name
+        if number == RELOAD_SIGNAL and plan.reload is not None:
+            log.info("%s: reloading", name)
+            nursery.start_soon(_reload, plan, reloading)
+            continue
+        grace = plan.config.shutdown_grace
         if not serve_scope.cancel_called:
             log.info(
                 "%s: shutting down; messages in progress have %.0f s to finish"
@@ -374,15 +426,20 @@ async def _stop_on_signals(
 
 
 async def run_server(plan: ServerPlan, out: TextIO) -> None:
-    """Serve ``plan`` until SIGINT, SIGTERM or SIGHUP, then shut down gracefully.
+    """Serve ``plan`` until SIGINT or SIGTERM, then shut down gracefully.
 
-    SIGHUP too: there is no reload (a new config needs a restart), and a
-    hang-up must not end the server without its grace period.
+    SIGHUP reloads the config file's tables, or without a file (the
+    development server) stops the server like the others: a hang-up must
+    not end it without its grace period.
     """
     from ._server import serve  # imported here so `check` and `passwd` never need it
 
     serve_scope = trio.CancelScope()
-    with trio.open_signal_receiver(*STOP_SIGNALS) as signals:
+    with trio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
+        # A forked worker starts with SIGHUP blocked, so that one sent
+        # before this receiver was there waits for it instead of killing
+        # the worker (see _workers).
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
         async with trio.open_nursery() as nursery:
 
             async def serve_until_cancelled(
@@ -403,7 +460,7 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
             listening: Listening = await nursery.start(serve_until_cancelled)
             announce(listening, plan, out)
             # A signal during start-up waits in the receiver until now.
-            nursery.start_soon(_stop_on_signals, signals, serve_scope, plan.config.shutdown_grace)
+            nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery)
     log.info("stopped")
 
 
@@ -475,8 +532,30 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         host, port = sock.getsockname()[:2]
         print(f"{name} socket bound on {_format_address(host, port)}", file=sys.stdout)
     sys.stdout.flush()
-    supervisor = Supervisor(partial(run_worker, plan), sockets, pin=args.pin_workers)
+    supervisor = Supervisor(
+        partial(run_worker, plan),
+        sockets,
+        pin=args.pin_workers,
+        reload=partial(_reload_for_new_workers, plan),
+    )
     return supervisor.run(args.workers)
+
+
+def _reload_for_new_workers(plan: ServerPlan) -> bool:
+    """SIGHUP in the supervisor: the tables the workers it forks from now on get.
+
+    The running workers reload their own copy once it has worked here; they
+    say what they did, so nothing more is logged here on success.
+    """
+    assert plan.reload is not None
+    try:
+        plan.reload()
+    except ConfigError as error:
+        failure = error
+    else:
+        return True
+    log.error("reload failed; the workers go on with what they have: %s", failure)
+    return False
 
 
 def run_worker(plan: ServerPlan, sockets: Sequence[tuple[str, socket.socket]]) -> int:

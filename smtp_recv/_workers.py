@@ -15,16 +15,19 @@ restarted one would not start at all.  The parent runs no trio loop and no
 thread before it forks; each worker starts its own loop.
 
 The parent supervises: a worker that dies is started again (with a pause,
-and giving up if they keep dying), and SIGINT/SIGTERM/SIGHUP are passed on
-to every worker, whose own handling makes the first signal graceful and the
-second immediate.  Each worker is in a process group of its own, so that a
-signal sent to the parent's whole group (Ctrl-C in a terminal) reaches the
-workers once, from the parent, and is not taken for the second.  Once
-stopping, the parent closes its copies of the listening sockets, so that new
-clients are refused as soon as the workers have closed theirs, not left in
-the queue until the grace period ends.  A worker whose parent dies (killed,
-so it could pass nothing on) gets SIGTERM from the kernel and shuts down
-gracefully (Linux; elsewhere it runs on).
+and giving up if they keep dying), and SIGINT/SIGTERM are passed on to
+every worker, whose own handling makes the first signal graceful and the
+second immediate.  SIGHUP reloads: the parent reads the config file again
+first (the workers it starts from then on fork its new tables), then
+passes the signal on, and each worker reloads its own copy.  Each worker
+is in a process group of its own, so that a signal sent to the parent's
+whole group (Ctrl-C in a terminal) reaches the workers once, from the
+parent, and is not taken for the second.  Once stopping, the parent
+closes its copies of the listening sockets, so that new clients are refused
+as soon as the workers have closed theirs, not left in the queue until the
+grace period ends.  A worker whose parent dies (killed, so it could pass
+nothing on) gets SIGTERM from the kernel and shuts down gracefully (Linux;
+elsewhere it runs on).
 
 The connection and AUTH-failure limits hold for the server as a whole: the
 workers add up their counts in a table the parent maps, shared, before it
@@ -72,7 +75,11 @@ POLL_INTERVAL = 0.2
 #: The listen() backlog of the shared sockets.
 BACKLOG = 1024
 #: The signals that stop the server (and that the parent passes on).
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: The signal that reloads the config file's tables (see ``_reload``).
+RELOAD_SIGNAL = signal.SIGHUP
+# Blocked while forking.
+_SIGNALS = (*STOP_SIGNALS, RELOAD_SIGNAL)
 #: prctl(2): the signal a process gets when its parent dies (Linux).
 _PR_SET_PDEATHSIG = 1
 
@@ -132,8 +139,14 @@ class Supervisor:
         sockets: Sequence[tuple[str, socket.socket]],
         *,
         pin: bool = False,
+        reload: Callable[[], bool] | None = None,
     ):
+        """``reload`` runs in the parent on SIGHUP, before the signal is
+        passed on; ``False`` says it failed (and said why), and the workers
+        are then not asked to reload."""
         self._worker = worker
+        self._reload = reload
+        self._reloads = 0
         #: The CPUs workers are pinned to, in turn; empty: no pinning.
         self._cpus = sorted(os.sched_getaffinity(0)) if pin else []
         self._sockets = list(sockets)
@@ -152,7 +165,9 @@ class Supervisor:
         # Stop signals wait until the child has put the default handlers
         # back (the parent's must not run in it) and the parent has the new
         # worker in its table (or the signal would not be passed on to it).
-        signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+        # SIGHUP stays blocked in the child until the worker's own receiver
+        # is there (run_server unblocks it): by default it would kill it.
+        signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             if self._stopping():
                 return
@@ -165,14 +180,14 @@ class Supervisor:
                     os._exit(status)  # never unwind into the parent's frames
             self._workers[slot] = pid
         finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
         where = f" on CPU {cpu}" if cpu is not None else ""
         log.info("worker %d started (pid %d)%s", slot, pid, where)
 
     def _in_child(self, parent: int, cpu: int | None, slot: int) -> int:
         """The worker's life, in the forked child; its exit status."""
         try:
-            for number in STOP_SIGNALS:
+            for number in _SIGNALS:
                 signal.signal(number, signal.SIG_DFL)
             os.setpgid(0, 0)
             if self._prctl is not None:
@@ -196,6 +211,24 @@ class Supervisor:
                 sys.stdout.flush()
                 sys.stderr.flush()
 
+    def _on_reload_signal(self, number: int, frame: FrameType | None) -> None:
+        self._reloads += 1  # acted on in run(), outside the signal handler
+
+    def _reload_now(self) -> None:
+        self._reloads = 0
+        if self._reload is not None:
+            try:
+                reloaded = self._reload()
+            except Exception:
+                log.exception("reload failed; the workers go on with what they have")
+                return
+            if not reloaded:
+                return
+        log.info("SIGHUP: passing it on to %d workers", len(self._workers))
+        for pid in self._workers.values():
+            with contextlib.suppress(ProcessLookupError):  # gone already
+                os.kill(pid, RELOAD_SIGNAL)
+
     def _on_signal(self, number: int, frame: FrameType | None) -> None:
         self._signals += 1
         name = signal.Signals(number).name
@@ -208,6 +241,7 @@ class Supervisor:
         """Start ``count`` workers and keep them running until a signal; the exit status."""
         for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
+        signal.signal(RELOAD_SIGNAL, self._on_reload_signal)
         self._counts = SharedCounts(count)
         for slot in range(count):
             self._spawn(slot)
@@ -216,6 +250,8 @@ class Supervisor:
                 if self._stopping():
                     self._close_sockets()
                     return self._wait_for_all()
+                if self._reloads:
+                    self._reload_now()
                 for slot, pid in list(self._workers.items()):
                     if self._stopping():
                         break  # _wait_for_all reaps it, and reports its status

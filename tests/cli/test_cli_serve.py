@@ -181,7 +181,8 @@ def open_data(server: Server) -> smtplib.SMTP:
     return client
 
 
-# SIGHUP too: there is no reload, and a hang-up must not cut messages off.
+# The development server stops on SIGHUP too (it has no config file to
+# reload), and a terminal's hang-up must not cut messages off.
 @pytest.mark.parametrize("number", [signal.SIGTERM, signal.SIGHUP], ids=["SIGTERM", "SIGHUP"])
 def test_a_stop_signal_during_data_lets_the_message_finish(
     dev_server: Server, number: signal.Signals

@@ -1,0 +1,209 @@
+"""SIGHUP: `smtp-recv serve --config` reads its users, recipients and certificates again."""
+
+from __future__ import annotations
+
+import os
+import signal
+import smtplib
+import ssl
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from smtp_recv._maildir import mailbox_directory
+from smtp_recv._reload import ConfigTables
+from smtp_recv._settings import ConfigError, load_settings
+from smtp_recv._users import hash_password
+
+from .conftest import CHEAP, write_config
+from .test_cli_serve import MESSAGE, Server, new_messages, start
+from .test_workers import gone, supervisor, wait_for, worker_pids
+
+CAROL = '"carol@example.com"'
+
+
+def add_carol(config: Path) -> None:
+    """Make carol@example.com a mailbox in the config file."""
+    text = config.read_text()
+    config.write_text(text.replace('"bob@example.com"]', f'"bob@example.com", {CAROL}]', 1))
+
+
+def accepts_carol(port: int) -> bool:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        client.ehlo()
+        client.mail("a@example.org")
+        return client.rcpt("carol@example.com")[0] == 250
+
+
+def log_count(log: Path, text: str) -> Callable[[], int]:
+    return lambda: log.read_text().count(text)
+
+
+@pytest.fixture
+def server(tmp_path: Path, certificate_authority: trustme.CA) -> Iterator[Server]:
+    config = write_config(tmp_path, certificate_authority)
+    running = start(
+        ["--config", str(config), "--mx-port", "0", "--submission-port", "0"], tmp_path / "unused"
+    )
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def reload(server: Server, expect: str) -> None:
+    """SIGHUP, then wait for the log line ``expect`` to appear once more."""
+    seen = log_count(server.stderr, expect)
+    before = seen()
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: seen() > before, f"{expect!r} in the log")
+
+
+def test_a_mailbox_added_to_the_config_is_served_after_sighup(
+    server: Server, tmp_path: Path
+) -> None:
+    assert not accepts_carol(server.mx[1])
+    add_carol(tmp_path / "config.toml")
+    reload(server, "reloaded users, recipients and certificates")
+    with smtplib.SMTP(*server.mx, timeout=10) as client:
+        client.sendmail("a@example.org", ["carol@example.com"], MESSAGE)
+    assert server.stop() == 0
+    assert len(new_messages(mailbox_directory(tmp_path / "maildir", "carol@example.com"))) == 1
+
+
+def test_users_added_and_removed_take_effect_even_on_open_connections(
+    server: Server, tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    context = ssl.create_default_context()
+    certificate_authority.configure_trust(context)
+    alice = smtplib.SMTP_SSL(*server.submission, context=context, timeout=10)
+    alice.login("alice@example.com", "alice-secret")
+    (tmp_path / "users.toml").write_text(
+        f'[users."dave@example.com"]\npassword = "{hash_password("dave-secret", **CHEAP)}"\n'
+    )
+    reload(server, "reloaded users")
+    with smtplib.SMTP_SSL(*server.submission, context=context, timeout=10) as client:
+        with pytest.raises(smtplib.SMTPAuthenticationError):
+            client.login("alice@example.com", "alice-secret")
+        client.login("dave@example.com", "dave-secret")
+        client.sendmail("dave@example.com", ["x@example.org"], MESSAGE)
+    # Logged in before alice was removed: she may no longer send as anyone.
+    with pytest.raises(smtplib.SMTPSenderRefused):
+        alice.sendmail("alice@example.com", ["x@example.org"], MESSAGE)
+    alice.close()
+    assert server.stop() == 0
+
+
+def test_a_config_that_does_not_load_changes_nothing(server: Server, tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    good = config.read_text()
+    add_carol(config)
+    config.write_text(config.read_text() + "\n[limits]\nnonsense = 1\n")
+    reload(server, "reload failed; serving what was loaded before")
+    assert "config.toml" in server.stderr.read_text()
+    assert server.process.poll() is None
+    assert not accepts_carol(server.mx[1])
+    config.write_text(good)
+    add_carol(config)
+    reload(server, "reloaded users")
+    assert accepts_carol(server.mx[1])
+    assert server.stop() == 0
+
+
+def test_settings_that_take_a_restart_are_named_and_left_as_they_run(
+    server: Server, tmp_path: Path
+) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        config.read_text().replace("max_message_size = 1048576", "max_message_size = 100000")
+    )
+    reload(server, "take a restart")
+    assert "left as they run): max_message_size" in server.stderr.read_text()
+    with smtplib.SMTP(*server.mx, timeout=10) as client:
+        client.sendmail("a@example.org", ["bob@example.com"], MESSAGE + b"x" * 200_000)
+    assert server.stop() == 0
+
+
+def test_the_workers_and_the_ones_restarted_later_serve_the_reloaded_tables(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    with supervisor(tmp_path, certificate_authority) as (process, port, log):
+        assert not accepts_carol(port)
+        add_carol(tmp_path / "config.toml")
+        process.send_signal(signal.SIGHUP)
+        reloaded = log_count(log, "reloaded users, recipients and certificates")
+        wait_for(lambda: reloaded() == 2, "both workers to reload")
+        for _ in range(6):  # whichever worker takes the connection
+            assert accepts_carol(port)
+        first = worker_pids(log)
+        os.kill(first[0], signal.SIGKILL)
+        os.kill(first[1], signal.SIGKILL)
+        wait_for(
+            lambda: all(worker_pids(log).get(slot) != first[slot] for slot in (0, 1)),
+            "both workers restarted",
+        )
+        wait_for(lambda: log.read_text().count("listening: mx") == 4, "restarted workers ready")
+        for _ in range(6):
+            assert accepts_carol(port)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+        for pid in worker_pids(log).values():
+            wait_for(lambda pid=pid: gone(pid), "workers to exit")
+
+
+BLOCKED_IN_THE_WORKER = """
+import signal, socket, sys
+from smtp_recv import _workers
+def worker(sockets):
+    blocked = signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    print("SIGHUP blocked" if signal.SIGHUP in blocked else "SIGHUP not blocked", flush=True)
+    return 0
+listener = socket.create_server(("127.0.0.1", 0))
+supervisor = _workers.Supervisor(worker, [("mx", listener)])
+signal.signal(signal.SIGALRM, lambda *_: supervisor._on_signal(signal.SIGTERM, None))
+signal.setitimer(signal.ITIMER_REAL, 0.5)
+sys.exit(supervisor.run(1))
+"""
+
+
+def test_a_worker_starts_with_sighup_blocked_until_its_loop_can_take_it() -> None:
+    # By default SIGHUP ends a process: one sent as a worker starts would
+    # kill it.  run_server unblocks it once its receiver is there.
+    result = subprocess.run(
+        [sys.executable, "-c", BLOCKED_IN_THE_WORKER], capture_output=True, timeout=30, check=False
+    )
+    assert result.stdout.startswith(b"SIGHUP blocked\n"), result
+
+
+# -- ConfigTables itself -----------------------------------------------------------------
+def test_reload_compares_with_what_runs_not_with_the_last_file(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    tables = ConfigTables(load_settings(config))
+    original = config.read_text()
+    config.write_text(original.replace("max_recipients = 200", "max_recipients = 150"))
+    assert tables.reload().restart_needed == ("max_recipients",)
+    # Still not applied, so still reported.
+    assert tables.reload().restart_needed == ("max_recipients",)
+    assert tables.settings.config.max_recipients == 200
+    config.write_text(original.replace('maildir_root = "maildir"', 'maildir_root = "other"'))
+    assert tables.reload().restart_needed == ("maildir_root",)
+    config.write_text(original)
+    assert tables.reload().restart_needed == ()
+
+
+async def test_a_failed_reload_keeps_the_tables(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    tables = ConfigTables(load_settings(config))
+    config.write_text("hostname = ")
+    with pytest.raises(ConfigError):
+        tables.reload()
+    assert await tables.lookup("bob@example.com") == ("bob@example.com",)
+    assert await tables.lookup("carol@example.com") == ()
