@@ -72,6 +72,9 @@ SHUTDOWN_QUIT_WAIT = 1.0
 #: The longest delay before answering a failed AUTH or a repeated error.
 MAX_PENALTY_DELAY = 30.0
 _IDLE_STATES = frozenset({State.CONNECTED, State.GREETED})
+# Where shutdown need not wait for the client: between transactions, and in
+# an AUTH exchange (its result is of no use: the next command gets 421).
+_SHUTDOWN_WAITS = _IDLE_STATES | {State.AUTH}
 _BODY_STATES = frozenset({State.DATA, State.BDAT})
 # Core refusals that are failed AUTH attempts, counted like a wrong password.
 _AUTH_FAILURE_REPLIES = frozenset({replies.AUTH_FAILED, replies.AUTH_CANCELLED})
@@ -239,12 +242,15 @@ class Session:
         self._line_started: float | None = None
         self._wait = trio.CancelScope()
         self._waiting = _Waiting.NOTHING
-        # When the session last began to wait between transactions, and
-        # whether it is blocked in that wait (shutdown shortens it)...
+        # When the client's turn last began (our replies sent, or a TLS
+        # handshake done), and whether the session is blocked waiting for it
+        # where shutdown need not wait (shutdown shortens that wait)...
         self._idle_since = 0.0
         self._idle_waiting = False
-        # ...or in a penalty delay between transactions (shutdown ends it).
+        # ...or in a penalty delay between transactions (shutdown ends it),
+        # or in a TLS handshake (shutdown shortens it).
         self._idle_penalty: trio.CancelScope | None = None
+        self._handshake: trio.CancelScope | None = None
         # The protocol session under way (a new one after STARTTLS).
         self._conn: ServerConnection | None = None
         # What a hook that runs out of time is called in the log, and the
@@ -362,6 +368,10 @@ class Session:
             wait.deadline = min(wait.deadline, self._idle_since + SHUTDOWN_QUIT_WAIT)
         elif self._idle_penalty is not None:
             self._idle_penalty.cancel()
+        elif self._handshake is not None:
+            # Whatever it would start gets 421 at once: no need to wait long.
+            handshake = self._handshake
+            handshake.deadline = min(handshake.deadline, trio.current_time() + SHUTDOWN_QUIT_WAIT)
 
     async def _talks_before_greeting(self) -> bool:
         """RFC 5321 4.3.1: the client must wait for the greeting."""
@@ -377,16 +387,23 @@ class Session:
     async def _start_tls(self) -> bool:
         """Run the TLS handshake on the connection; ``False`` when it failed."""
         self._replies_possible = False
-        with trio.move_on_after(self._config.tls_handshake_timeout) as scope:
+        timeout = self._config.tls_handshake_timeout
+        if self._context.shutting_down:
+            timeout = min(timeout, SHUTDOWN_QUIT_WAIT)
+        with trio.move_on_after(timeout) as scope:
+            self._handshake = scope
             try:
                 tls = await self._transport.start_tls(self._context.tls.current())
             except trio.BrokenResourceError as error:
                 log.info("%s TLS handshake failed: %s", self.id, error.__cause__ or error)
                 return False
+            finally:
+                self._handshake = None
         if scope.cancelled_caught:
             log.info("%s TLS handshake timed out", self.id)
             return False
         self._replies_possible = True
+        self._idle_since = trio.current_time()
         cipher = tls.cipher()
         self.tls = TLSInfo(
             version=tls.version() or "",
@@ -491,6 +508,9 @@ class Session:
             wait.deadline = trio.current_time() + self._config.command_timeout
             await transport.send_all(memoryview(data)[sent:])
             await self._lift_deadline(wait)
+        # The client's turn: shutdown's wait for its next command counts
+        # from here.
+        self._idle_since = trio.current_time()
 
     async def _receive(self, conn: ServerConnection) -> None:
         """Wait for bytes under the deadline that fits the state."""
@@ -504,6 +524,8 @@ class Session:
                 self._body_since, self._body_bytes = now, 0
             # A deadline per block (RFC 5321 4.5.3.2.5) and a minimum rate.
             deadline = min(now + config.data_block_timeout, self._rate_deadline())
+            # A refused chunk drained between transactions is no message.
+            idle = conn.discarding and state in _IDLE_STATES
         else:
             if conn.mid_line:
                 # Part of a command line is here: the rest must follow soon.
@@ -517,11 +539,7 @@ class Session:
                 deadline = now + config.command_timeout
             # Between transactions, even half-way through a command line:
             # shutdown need not wait for it.
-            idle = state in _IDLE_STATES
-            if idle and self._line_started is None:
-                # The wait for a new line begins (for a line already begun,
-                # it began with it): shutdown's wait counts from here.
-                self._idle_since = now
+            idle = state in _SHUTDOWN_WAITS
             if state is State.CHUNKING and self._body_since is not None:
                 # Between the BDAT chunks of a message its rate goes on, or
                 # a byte per chunk, each sent with its command, would dodge it.
@@ -980,7 +998,7 @@ class Session:
         if self._waiting is _Waiting.SPENT:
             return
         assert self._conn is not None
-        if self._conn.state not in _IDLE_STATES:
+        if self._conn.state not in _SHUTDOWN_WAITS:
             await trio.sleep(seconds)  # in a transaction, which shutdown lets finish
             return
         if self._context.shutting_down:

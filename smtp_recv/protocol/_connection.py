@@ -364,6 +364,10 @@ class ServerConnection:
     def _step(self) -> bool:
         """Make progress on the buffer; return ``False`` when more data is needed."""
         if self._discard_remaining:
+            if self._closing_reply is not None and self._state in _BETWEEN_TRANSACTIONS:
+                # A refused chunk outside a transaction: no message to finish.
+                self._close(self._closing_reply)
+                return True
             return self._discard()
         if self._state is State.DATA:
             return self._read_data()

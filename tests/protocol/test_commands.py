@@ -500,6 +500,15 @@ def test_rfc5321_3_8_after_shut_down_a_command_between_transactions_gets_421(
     assert dialogue.state is State.CLOSED
 
 
+def test_after_shut_down_a_refused_chunk_outside_a_transaction_is_not_read_on() -> None:
+    dialogue = greeted()
+    dialogue.send(b"BDAT 1000\r\n" + b"x" * 10)  # no MAIL: refused, being drained
+    assert dialogue.conn.discarding
+    dialogue.conn.shut_down(SHUTDOWN)
+    assert dialogue.send(b"x" * 10) == SHUTDOWN.to_bytes()
+    assert dialogue.state is State.CLOSED
+
+
 def test_after_shut_down_quit_still_gets_221() -> None:
     dialogue = greeted()
     dialogue.conn.shut_down(SHUTDOWN)

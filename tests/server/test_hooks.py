@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import socket
 from collections.abc import Sequence
 from typing import NoReturn
@@ -14,7 +15,7 @@ import smtp_recv
 from smtp_recv._session import SHUTDOWN_QUIT_WAIT
 from smtp_recv.testing import MemoryMailer
 
-from .conftest import CertSet, Client, RecordingMailer, base_config, running
+from .conftest import CertSet, Client, RecordingMailer, Running, base_config, running
 
 MockClock = trio.testing.MockClock
 
@@ -549,6 +550,101 @@ async def test_shutdown_leaves_no_deadline_behind_for_a_transaction_that_goes_on
         assert [(await client.reply()).code for _ in range(5)] == [250, 550, 550, 250, 354]
         assert (await client.command(b"Subject: x\r\n\r\nbody\r\n.")).code == 250
     assert len(mailer.delivered) == 1
+
+
+async def test_shutdown_counts_the_wait_for_quit_from_the_last_reply(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # "QU" came with the end of the data, "IT" after the 250: the wait for
+    # it began with the 250, not when the session last waited for a line.
+    mailer = RecordingMailer(delay=3)
+    async with (
+        running(cert_set, config=base_config(shutdown_grace=10), mailer=mailer) as server,
+        await Client.connect(server.mx) as busy,
+    ):
+        await busy.greeting_and_ehlo()
+        await trio.sleep(SHUTDOWN_QUIT_WAIT + 1)
+        await busy.send(ENVELOPE)
+        assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+        await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\nQU")
+        await mailer.entered.wait()
+        server.stop()
+        assert (await busy.reply()).code == 250
+        assert await busy.silent_for(SHUTDOWN_QUIT_WAIT / 2)
+        assert (await busy.command("IT")).code == 221
+
+
+async def submission_client(server: Running, cert_set: CertSet) -> Client:
+    client = await Client.connect(
+        server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+    )
+    await client.greeting_and_ehlo()
+    return client
+
+
+async def test_shutdown_cuts_short_the_delay_after_a_wrong_password(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(shutdown_grace=30, auth_failure_delay=20)
+    async with (
+        running(cert_set, config=config) as server,
+        await submission_client(server, cert_set) as client,
+    ):
+        await client.send(b"AUTH PLAIN " + base64.b64encode(b"\0user@example.com\0no") + b"\r\n")
+        await trio.sleep(1)
+        server.stop()
+        start = trio.current_time()
+        assert (await client.reply()).code == 535
+        assert trio.current_time() == start
+        await client.send(b"NOOP\r\n")
+        await expect_shutting_down(client)
+
+
+async def test_shutdown_does_not_wait_for_a_client_silent_in_an_auth_exchange(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    async with (
+        running(cert_set, config=base_config(shutdown_grace=30)) as server,
+        await submission_client(server, cert_set) as client,
+    ):
+        assert (await client.command("AUTH LOGIN")).code == 334
+        answered = trio.current_time()
+        server.stop()
+        await expect_shutting_down(client)
+        assert trio.current_time() - answered == pytest.approx(SHUTDOWN_QUIT_WAIT, abs=0.01)
+
+
+async def test_shutdown_does_not_wait_for_a_refused_chunk_outside_a_transaction(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    async with (
+        running(cert_set, config=base_config(shutdown_grace=30)) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"BDAT 10000000\r\n" + b"x" * 2048)  # no MAIL: refused, drained
+        await trio.sleep(1)
+        server.stop()
+        start = trio.current_time()
+        await expect_shutting_down(client)  # without another byte from the client
+        assert trio.current_time() - start <= SHUTDOWN_QUIT_WAIT
+        await client.send(b"x" * 2048)
+
+
+async def test_shutdown_does_not_wait_out_a_stalled_tls_handshake(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(shutdown_grace=30, tls_handshake_timeout=20)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.command("STARTTLS")).code == 220
+        server.stop()
+        start = trio.current_time()
+        assert await client.closed() == b""
+        assert trio.current_time() - start <= SHUTDOWN_QUIT_WAIT
 
 
 async def test_shutdown_after_starttls_ends_the_session_at_its_first_command(
