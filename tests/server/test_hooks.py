@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import socket
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import NoReturn
 
 import pytest
@@ -372,11 +373,12 @@ async def test_shutdown_tells_a_session_half_way_through_a_command_at_once(
         assert trio.current_time() == start
 
 
-async def test_shutdown_answers_the_quit_that_follows_the_last_250(
-    cert_set: CertSet, autojump_clock: MockClock
-) -> None:
-    # RFC 5321 4.1.1.10: QUIT gets 221.  A 421 there would tell the client
-    # that something failed after its message was accepted.
+@contextlib.asynccontextmanager
+async def accepted_as_shutdown_begins(
+    cert_set: CertSet,
+) -> AsyncIterator[tuple[Running, Client, RecordingMailer]]:
+    """A message in flight when shutdown begins, up to its 250: the session
+    is then between transactions, and its client has the next word."""
     mailer = RecordingMailer(delay=3)
     async with (
         running(cert_set, config=base_config(shutdown_grace=10), mailer=mailer) as server,
@@ -385,6 +387,15 @@ async def test_shutdown_answers_the_quit_that_follows_the_last_250(
         await send_in_flight(busy, mailer)
         server.stop()
         assert (await busy.reply()).code == 250
+        yield server, busy, mailer
+
+
+async def test_shutdown_answers_the_quit_that_follows_the_last_250(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # RFC 5321 4.1.1.10: QUIT gets 221.  A 421 there would tell the client
+    # that something failed after its message was accepted.
+    async with accepted_as_shutdown_begins(cert_set) as (server, busy, mailer):
         await trio.sleep(SHUTDOWN_QUIT_WAIT / 2)  # a round trip, however slow
         closing = await busy.command("QUIT")
         assert (closing.code, closing.enhanced) == (221, "2.0.0")
@@ -397,14 +408,7 @@ async def test_shutdown_answers_the_quit_that_follows_the_last_250(
 async def test_shutdown_answers_any_other_command_after_the_last_250_with_421(
     cert_set: CertSet, autojump_clock: MockClock, command: str
 ) -> None:
-    mailer = RecordingMailer(delay=3)
-    async with (
-        running(cert_set, config=base_config(shutdown_grace=10), mailer=mailer) as server,
-        await Client.connect(server.mx) as busy,
-    ):
-        await send_in_flight(busy, mailer)
-        server.stop()
-        assert (await busy.reply()).code == 250
+    async with accepted_as_shutdown_begins(cert_set) as (_, busy, _):
         await busy.send(command.encode() + b"\r\n")
         await expect_shutting_down(busy)
         assert await busy.closed() == b""
@@ -413,14 +417,7 @@ async def test_shutdown_answers_any_other_command_after_the_last_250_with_421(
 async def test_shutdown_waits_for_the_next_command_only_briefly(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
-    mailer = RecordingMailer(delay=3)
-    async with (
-        running(cert_set, config=base_config(shutdown_grace=10), mailer=mailer) as server,
-        await Client.connect(server.mx) as busy,
-    ):
-        await send_in_flight(busy, mailer)
-        server.stop()
-        assert (await busy.reply()).code == 250
+    async with accepted_as_shutdown_begins(cert_set) as (server, busy, _):
         answered = trio.current_time()
         await expect_shutting_down(busy)  # the client says nothing
         assert trio.current_time() - answered == pytest.approx(SHUTDOWN_QUIT_WAIT, abs=0.01)
