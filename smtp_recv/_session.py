@@ -357,9 +357,11 @@ class Session:
         """Shutdown has begun: end the session once its transaction is over.
 
         The protocol session answers the next command between transactions
-        with 421 (a QUIT with 221); a session already waiting between
-        transactions waits no longer than ``SHUTDOWN_QUIT_WAIT`` from the
-        start of that wait.
+        with 421 (a QUIT with 221).  Where the session waits on a client
+        whose next word can only get that (between transactions, in an AUTH
+        exchange, in a TLS handshake), it waits no longer than
+        ``SHUTDOWN_QUIT_WAIT`` from our last reply; a penalty delay there
+        ends at once.
         """
         if self._conn is not None:
             self._conn.shut_down(replies.SHUTTING_DOWN)
