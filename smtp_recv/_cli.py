@@ -432,36 +432,49 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
     development server) stops the server like the others: a hang-up must
     not end it without its grace period.
     """
+    with trio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
+        # With a config file, SIGHUP is blocked from start-up (serve_command,
+        # and in a forked worker from its fork), so that one sent before
+        # this receiver was there waits for it instead of killing us.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
+        try:
+            await _serve_until_signalled(plan, out, signals)
+        finally:
+            if plan.reload is not None:
+                # Leaving the receiver raises again the signals it holds,
+                # with their default action: a reload asked for while we
+                # stop must not kill the process instead.
+                signal.pthread_sigmask(signal.SIG_BLOCK, {RELOAD_SIGNAL})
+    log.info("stopped")
+
+
+async def _serve_until_signalled(
+    plan: ServerPlan, out: TextIO, signals: AsyncIterator[int]
+) -> None:
     from ._server import serve  # imported here so `check` and `passwd` never need it
 
     serve_scope = trio.CancelScope()
-    with trio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
-        # A forked worker starts with SIGHUP blocked, so that one sent
-        # before this receiver was there waits for it instead of killing
-        # the worker (see _workers).
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
-        async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as nursery:
 
-            async def serve_until_cancelled(
-                *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
-            ) -> None:
-                with serve_scope:
-                    await serve(
-                        plan.forward,
-                        plan.auth,
-                        plan.mailer,
-                        plan.certs,
-                        config=plan.config,
-                        sender_policy=plan.sender_policy,
-                        task_status=task_status,
-                    )
-                nursery.cancel_scope.cancel()  # stop watching for signals
+        async def serve_until_cancelled(
+            *, task_status: trio.TaskStatus[Listening] = trio.TASK_STATUS_IGNORED
+        ) -> None:
+            with serve_scope:
+                await serve(
+                    plan.forward,
+                    plan.auth,
+                    plan.mailer,
+                    plan.certs,
+                    config=plan.config,
+                    sender_policy=plan.sender_policy,
+                    task_status=task_status,
+                )
+            nursery.cancel_scope.cancel()  # stop watching for signals
 
-            listening: Listening = await nursery.start(serve_until_cancelled)
-            announce(listening, plan, out)
-            # A signal during start-up waits in the receiver until now.
-            nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery)
-    log.info("stopped")
+        listening: Listening = await nursery.start(serve_until_cancelled)
+        announce(listening, plan, out)
+        # A signal during start-up waits in the receiver until now.
+        nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery)
 
 
 # -- commands ----------------------------------------------------------------------
@@ -480,6 +493,11 @@ def _leaves(error: BaseException) -> list[BaseException]:
 
 def serve_command(args: argparse.Namespace) -> int:
     """``smtp-recv serve``."""
+    if args.config:
+        # SIGHUP reloads, once there is a handler for it (run_server, the
+        # supervisor); until then it waits, instead of killing the server
+        # as it starts (a `systemctl reload` just after a start).
+        signal.pthread_sigmask(signal.SIG_BLOCK, {RELOAD_SIGNAL})
     configure_logging(args.log_level, args.log_format)
     try:
         plan = production_plan(args) if args.config else development_plan(args)

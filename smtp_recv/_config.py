@@ -98,16 +98,23 @@ POSITIVE = frozenset(
 )
 
 
+def _system_hostname() -> str:
+    """The machine's fully qualified name, looked up when a config is made."""
+    return socket.getfqdn()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ServerConfig:
     """Everything :func:`smtp_recv.serve` needs besides the hooks.
 
-    Every limit is per listener process; the defaults follow the RFCs and
-    Postfix's long-tested values, which are cited beside each field.
+    Every limit is per ``serve`` (the workers of ``smtp-recv serve
+    --workers N`` share their connection and AUTH-failure counts); the
+    defaults follow the RFCs and Postfix's long-tested values, which are
+    cited beside each field.
     """
 
     #: Our name in the greeting, EHLO reply and ``Received:`` headers.
-    hostname: str = field(default_factory=socket.getfqdn)
+    hostname: str = field(default_factory=_system_hostname)
     #: The public inbound listener (RFC 5321 port 25).
     mx: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=25))
     #: The implicit-TLS submission listener (RFC 8314 port 465).

@@ -75,6 +75,10 @@ class ConfigTables:
             for field in dataclasses.fields(running.config)
             if getattr(running.config, field.name) != getattr(new.config, field.name)
         ]
+        if not (running.hostname_in_file or new.hostname_in_file) and "hostname" in changed:
+            # Both the system's name, looked up again: a resolver's hiccup
+            # is no change of the file.
+            changed.remove("hostname")
         if new.maildir_root != running.maildir_root:
             changed.append("maildir_root")
         # What takes a restart stays as it runs, so that the next reload is

@@ -530,6 +530,8 @@ class Settings:
     maildir_root: Path
     #: Problems that do not stop the server (an expired certificate).
     warnings: tuple[str, ...]
+    #: The file names the host; otherwise it is the system's name, looked up.
+    hostname_in_file: bool = True
 
     def mailer(self) -> MaildirMailer:
         """The Mailer storing into :attr:`maildir_root`."""
@@ -671,4 +673,5 @@ def load_settings(source: Path) -> Settings:
         loaded_certificates=loaded,
         maildir_root=maildir_root,
         warnings=tuple(warnings),
+        hostname_in_file=raw.hostname is not None,
     )

@@ -80,9 +80,23 @@ class TLSContexts:
             except Exception:
                 log.exception("the default certificate lookup failed; keeping the last one")
             else:
-                if default is not None:
-                    self._default = default
+                if default is not None and default != self._default:
+                    self._change_default(default)
         return self._context_for(self._default)
+
+    def _change_default(self, default: Certificate) -> None:
+        """Serve ``default`` from now on, if it loads; otherwise keep the last."""
+        try:
+            self._context_for(default)
+        except (OSError, ssl.SSLError) as error:
+            log.warning(
+                "the new default certificate %s does not load (%s); keeping %s",
+                default.certfile,
+                error,
+                self._default.certfile,
+            )
+        else:
+            self._default = default
 
     def _context_for(self, certificate: Certificate) -> ssl.SSLContext:
         loaded = self._loaded.get(certificate)

@@ -247,7 +247,13 @@ class Users:
 
         The null sender ``<>`` is refused: users do not send bounces.
         """
-        user = self._users.get(user_id)
-        if user is None or not sender:
+        try:
+            # The login as the file writes it now: a reload may have changed
+            # its case since the client logged in.
+            login = self._by_login.get(canonical_address(user_id))
+        except UnicodeError:
+            login = None
+        if login is None or not sender:
             return False
-        return any(same_mailbox(sender, allowed) for allowed in (user_id, *user.senders))
+        user = self._users[login]
+        return any(same_mailbox(sender, allowed) for allowed in (login, *user.senders))

@@ -222,7 +222,7 @@ class Supervisor:
             except Exception:
                 log.exception("reload failed; the workers go on with what they have")
                 return
-            if not reloaded:
+            if not reloaded or self._stopping():  # stopping: no worker needs it
                 return
         log.info("SIGHUP: passing it on to %d workers", len(self._workers))
         for pid in self._workers.values():
@@ -242,6 +242,9 @@ class Supervisor:
         for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
         signal.signal(RELOAD_SIGNAL, self._on_reload_signal)
+        # Blocked since start-up (serve_command), so that one sent before
+        # now waits for the handler instead of killing the supervisor.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
         self._counts = SharedCounts(count)
         for slot in range(count):
             self._spawn(slot)

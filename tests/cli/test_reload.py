@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import signal
 import smtplib
+import socket
 import ssl
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -179,6 +181,92 @@ def test_a_worker_starts_with_sighup_blocked_until_its_loop_can_take_it() -> Non
     assert result.stdout.startswith(b"SIGHUP blocked\n"), result
 
 
+HUP_WHILE_STARTING = """
+import os, signal, sys
+from smtp_recv import _cli
+load = _cli.production_plan
+def production_plan(args):
+    os.kill(os.getpid(), signal.SIGHUP)  # `systemctl reload` just after the start
+    return load(args)
+_cli.production_plan = production_plan
+sys.exit(_cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sighup_while_the_server_starts_is_a_reload_once_it_can_be(
+    tmp_path: Path, certificate_authority: trustme.CA, workers: str
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-c", HUP_WHILE_STARTING, "serve", "--config", str(config)),
+                *("--mx-port", "0", "--submission-port", "0", "--workers", workers),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )
+        try:
+            seen = log_count(log, "reloaded users, recipients and certificates")
+            wait_for(lambda: seen() >= int(workers) or process.poll() is not None, "the reload")
+            assert process.poll() is None, log.read_text()
+            process.send_signal(signal.SIGTERM)
+            assert process.wait(30) == 0
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+SLOW_RELOAD = """
+import sys, time
+from smtp_recv import _cli, _reload
+reload = _reload.ConfigTables.reload
+def slow_reload(self):
+    time.sleep(1)  # a slow disk, a costly password hash
+    return reload(self)
+_reload.ConfigTables.reload = slow_reload
+sys.exit(_cli.main(sys.argv[1:]))
+"""
+
+
+def test_a_sighup_as_the_server_stops_does_not_kill_it(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    # A reload under way, a stop, and another reload: the last one comes as
+    # the server finishes, and must not end it with SIGHUP's default action.
+    config = write_config(tmp_path, certificate_authority)
+    log = tmp_path / "server.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [
+                *(sys.executable, "-c", SLOW_RELOAD, "serve", "--config", str(config)),
+                *("--mx-port", "0", "--submission-port", "0"),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+        )
+        try:
+            assert process.stdout is not None
+            for line in process.stdout:
+                if line.startswith("Ready"):
+                    break
+            for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGHUP):
+                process.send_signal(number)
+                time.sleep(0.05)
+            assert process.wait(30) == 0, log.read_text()
+            assert "stopped" in log.read_text()
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+
+
 # -- ConfigTables itself -----------------------------------------------------------------
 def test_reload_compares_with_what_runs_not_with_the_last_file(
     tmp_path: Path, certificate_authority: trustme.CA
@@ -207,3 +295,16 @@ async def test_a_failed_reload_keeps_the_tables(
         tables.reload()
     assert await tables.lookup("bob@example.com") == ("bob@example.com",)
     assert await tables.lookup("carol@example.com") == ()
+
+
+def test_the_systems_name_looked_up_again_is_no_change_of_the_file(
+    tmp_path: Path, certificate_authority: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = write_config(tmp_path, certificate_authority)
+    config.write_text(config.read_text().replace('hostname = "mx.example.com"\n', ""))
+    monkeypatch.setattr(socket, "getfqdn", lambda: "mx.example.com")
+    tables = ConfigTables(load_settings(config))
+    monkeypatch.setattr(socket, "getfqdn", lambda: "localhost")  # a resolver's hiccup
+    assert tables.reload().restart_needed == ()
+    config.write_text('hostname = "mail.example.com"\n' + config.read_text())
+    assert tables.reload().restart_needed == ("hostname",)

@@ -223,3 +223,14 @@ def test_passwd_refuses_mismatch_empty_and_no_input(typed: str) -> None:
     assert result.stdout == ""
     assert "smtp-recv: error:" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+async def test_a_login_whose_case_the_file_changed_may_still_send() -> None:
+    # The user id handed out at AUTH is the login as the file wrote it then;
+    # a reload may since write it in other case: still the same user.
+    encoded = hash_password("pw", **CHEAP)
+    users = Users({"alice@example.com": User(encoded, senders=("sales@example.com",))})
+    assert await users.may_send_as("Alice@Example.com", "x", "alice@example.com")
+    assert await users.may_send_as("Alice@Example.com", "x", "sales@example.com")
+    assert not await users.may_send_as("bob@example.com", "x", "bob@example.com")
+    assert not await users.may_send_as("bob@ex..ample.com", "x", "bob@ex..ample.com")

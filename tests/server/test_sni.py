@@ -166,3 +166,23 @@ async def test_renewed_files_that_do_not_load_leave_the_last_certificate_serving
         async with await connect_tls(server.submission, "submission", cert_set, None) as c:
             assert "mx.example.com" in san(c)
             assert (await c.command("NOOP")).code == 250
+
+
+async def test_a_new_default_certificate_that_does_not_load_leaves_the_last_serving(
+    cert_set: CertSet, tmp_path: Path
+) -> None:
+    # The hook names another default (a reload of the config file, say)
+    # whose files are broken: handshakes go on with the last good one.
+    first, second = tmp_path / "first.pem", tmp_path / "second.pem"
+    cert_set.ca.issue_cert(
+        "mx.example.com", "localhost"
+    ).private_key_and_cert_chain_pem.write_to_path(str(first))
+    second.write_bytes(first.read_bytes()[:100])
+    by_host = {None: smtp_recv.Certificate(first)}
+    async with running(cert_set, certs=Certs(by_host)) as server:
+        by_host[None] = smtp_recv.Certificate(second)
+        await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
+        for _ in range(2):
+            async with await connect_tls(server.submission, "submission", cert_set, None) as c:
+                assert "mx.example.com" in san(c)
+                assert (await c.command("NOOP")).code == 250
