@@ -37,6 +37,8 @@ class ConnectionCounter:
         self._own_total = 0
         self._by_address: dict[str, int] = {}
         self._shared = shared if shared is not None else _shared_row
+        if self._shared is not None:
+            self._shared.connections_here = self._by_address
 
     @property
     def total(self) -> int:

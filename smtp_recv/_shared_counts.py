@@ -12,43 +12,48 @@ fixed window they fall in, the failures in it, the failures in the window
 before).  Only a row's own worker writes it, so no lock is needed; the
 others read it.  A reader may see an entry half written, and a count off
 by one for a moment; a limit is then one connection or one failure loose,
-never stuck.
+never stuck.  A slot being given to another address is marked as taken
+(-1, which no fingerprint is) until its fingerprint is written, so that a
+reader never stops at it as if it were empty.
 
-Entries are found by a 64-bit fingerprint of the address: Python's
-``hash`` of it with a salt the supervisor draws at random (the workers
-inherit both the salt and the interpreter's hash key).  Two addresses
-never count together: a collision takes some 2**32 addresses by chance,
-and one with a given address some 2**64 tries.  Where an address's entry
-goes is unknown without the salt, even where ``PYTHONHASHSEED`` is fixed.
-An entry is found within ``PROBES`` slots of its home (linear probing);
-when they are all taken by live entries the worker does not share that
-address (its own counts stay exact, the others see none of them: the
-limit is then per worker for it, as without this table).  An attacker
-with many addresses can push the table that far, but never make it refuse
-anyone.
+Entries are found by a 64-bit fingerprint of the address, a BLAKE2b keyed
+with a secret the supervisor draws at random: two addresses never count
+together (a collision takes some 2**32 addresses by chance), and where an
+address's entry goes cannot be aimed at without the key.  An entry is
+found within ``PROBES`` slots of its home (linear probing); when they are
+all taken by live entries the worker does not share that address (its own
+counts stay exact, the others see none of them: the limit is then per
+worker for it, as without this table).  An attacker with many addresses
+can push the table that far, but never make it refuse anyone.
 
 A slot once used is reused for another address when its counts are over,
 and emptied when the slot after it is empty: a search can then stop at the
 first empty slot (no entry lies past an empty slot on its way from home),
 so looking up an address the other workers do not have costs one slot in
-each of their rows.
+each of their rows while they are not crowded, and ``PROBES`` at most.
 """
 
 from __future__ import annotations
 
+import hashlib
 import mmap
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 #: Entries per worker: the addresses with open connections or recent AUTH
 #: failures it can share at once (the default limit is 1,000 connections).
 ENTRIES = 4096
 #: Slots looked at for an address, from its home slot on.
 PROBES = 16
+#: Slots looked over for entries to empty at each new connection: the
+#: whole row every ENTRIES / SWEEP connections.
+SWEEP = 2
 # An entry's fields, in 64-bit integers.
 _FINGERPRINT, _CONNECTIONS, _WINDOW, _FAILURES, _FAILURES_BEFORE = range(5)
 _ENTRY = 5
+# Fingerprints never take these values: an empty slot, and one being claimed.
+_EMPTY, _CLAIMING = 0, -1
 _ROW = ENTRIES * _ENTRY
 _WORD = 8
 #: AUTH failure windows shorter than this are not shared.
@@ -61,7 +66,7 @@ class SharedCounts:
     def __init__(self, workers: int, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.workers = workers
         self._clock = clock
-        self._salt = int.from_bytes(os.urandom(8), "little")
+        self._key = os.urandom(16)
         self._memory = mmap.mmap(-1, (workers + workers * _ROW) * _WORD)
         self._ints = memoryview(self._memory).cast("q")
 
@@ -69,7 +74,7 @@ class SharedCounts:
         """What worker ``slot`` writes, and reads of the others."""
         if not 0 <= slot < self.workers:
             raise ValueError(f"no worker slot {slot} of {self.workers}")
-        return SharedRow(self._ints, slot, self.workers, self._salt, self._clock)
+        return SharedRow(self._ints, slot, self.workers, self._key, self._clock)
 
     def clear(self, slot: int) -> None:
         """Forget what worker ``slot`` counted (it has exited)."""
@@ -83,14 +88,16 @@ class SharedRow:
 
     __slots__ = (
         "_clock",
+        "_cursor",
         "_entries",
         "_ints",
+        "_key",
         "_others",
         "_own",
-        "_salt",
         "_slot",
         "_workers",
         "auth_window",
+        "connections_here",
     )
 
     def __init__(
@@ -98,7 +105,7 @@ class SharedRow:
         ints: memoryview,
         slot: int,
         workers: int,
-        salt: int,
+        key: bytes,
         clock: Callable[[], float],
     ) -> None:
         self._ints = ints
@@ -106,11 +113,16 @@ class SharedRow:
         self._workers = workers
         self._own = workers + slot * _ROW
         self._others = tuple(workers + other * _ROW for other in range(workers) if other != slot)
-        self._salt = salt
+        self._key = key
         self._clock = clock
         # Where this worker's addresses with open connections have their
         # entry (and fingerprint), so that closing costs no search.
         self._entries: dict[str, tuple[int, int]] = {}
+        # Where the sweep for entries to empty goes on from (see opened).
+        self._cursor = 0
+        #: The worker's own open connections by address (``ConnectionCounter``
+        #: sets it): an entry claimed for an address gets its exact count.
+        self.connections_here: Mapping[str, int] = {}
         #: The length of the AUTH failure windows (``auth_failure_window``);
         #: 0 until ``AuthFailures`` sets it: failures are not shared.
         self.auth_window = 0.0
@@ -129,17 +141,17 @@ class SharedRow:
         """
         ints = self._ints
         ints[self._slot] = total_here
-        known = self._entries.get(address)
-        entry: int | None
-        if known is None:
-            fingerprint = self._fingerprint(address)
-            entry = self._entry(fingerprint, claim=True)
-            if entry is not None:
-                self._entries[address] = (fingerprint, entry)
-        else:
-            fingerprint, entry = known
+        fingerprint, entry = self._entry_for(address)
         if entry is not None:
             ints[entry + _CONNECTIONS] = here
+        # A little of the row at a time: entries whose counts are over (old
+        # AUTH failures) are emptied even where no search passes, so that
+        # the other workers' searches stay short.
+        cursor = self._cursor
+        for _ in range(SWEEP):
+            self._release(self._own + cursor * _ENTRY)
+            cursor = (cursor + 1) % ENTRIES
+        self._cursor = cursor
         return sum(ints[other + _CONNECTIONS] for other in self._entries_elsewhere(fingerprint))
 
     def closed(self, address: str, here: int, total_here: int) -> None:
@@ -148,7 +160,9 @@ class SharedRow:
         ints[self._slot] = total_here
         known = self._entries.get(address)
         if known is None:
-            return  # it never had room
+            if here:
+                self._entry_for(address)  # it had no room: it may now
+            return
         entry = known[1]
         ints[entry + _CONNECTIONS] = here
         if not here:
@@ -159,8 +173,7 @@ class SharedRow:
     def auth_failed(self, address: str) -> None:
         """Count an AUTH failure of ``address`` in the current fixed window."""
         ints = self._ints
-        known = self._entries.get(address)
-        entry = known[1] if known else self._entry(self._fingerprint(address), claim=True)
+        entry = self._entry_for(address)[1]
         if entry is None:
             return
         current = self._window()
@@ -194,36 +207,62 @@ class SharedRow:
 
     # -- the table -----------------------------------------------------------------
     def _fingerprint(self, address: str) -> int:
-        return hash((self._salt, address)) or 1  # 0 marks an empty slot
+        digest = hashlib.blake2b(address.encode(), key=self._key, digest_size=_WORD).digest()
+        fingerprint = int.from_bytes(digest, "little", signed=True)
+        return fingerprint if fingerprint not in (_EMPTY, _CLAIMING) else 1
+
+    def _entry_for(self, address: str) -> tuple[int, int | None]:
+        """The fingerprint of ``address`` and its entry in this worker's row,
+        claimed (with its exact count of connections) if need be and if
+        there is room."""
+        known = self._entries.get(address)
+        if known is not None:
+            return known
+        fingerprint = self._fingerprint(address)
+        entry, claimed = self._entry(fingerprint)
+        here = self.connections_here.get(address, 0)
+        if claimed:
+            assert entry is not None
+            self._ints[entry + _CONNECTIONS] = here
+        if entry is not None and here:
+            self._entries[address] = (fingerprint, entry)
+        return fingerprint, entry
 
     def _window(self) -> int:
         return int(self._clock() // self.auth_window) + 1  # from 1: a zeroed entry is in none
 
-    def _entry(self, fingerprint: int, *, claim: bool) -> int | None:
-        """This worker's entry for ``fingerprint``, or a free one if ``claim``."""
+    def _entry(self, fingerprint: int) -> tuple[int | None, bool]:
+        """This worker's entry for ``fingerprint``, or a free one claimed for
+        it (then ``True``); ``None`` when there is no room."""
         ints, row = self._ints, self._own
         home = fingerprint % ENTRIES
         free = None
+        previous = None
         for probe in range(PROBES):
             entry = row + (home + probe) % ENTRIES * _ENTRY
             found = ints[entry + _FINGERPRINT]
             if found == fingerprint:
-                return entry
-            if found == 0:  # nothing lies past an empty slot
+                return entry, False
+            if found == _EMPTY:  # nothing lies past an empty slot
+                if previous is not None:
+                    # Entries whose counts are over, just before: empty
+                    # them, or other workers' searches pass them for ever.
+                    self._release(previous)
                 if free is None:
                     free = entry
                 break
             if free is None and self._stale(entry):
                 free = entry
-        if free is None or not claim:
-            return None
-        # The fingerprint last: a reader never matches an entry whose counts
-        # are another address's.
-        ints[free + _FINGERPRINT] = 0
+            previous = entry
+        if free is None:
+            return None, False
+        # Marked taken, not empty, while its counts are another address's:
+        # a reader neither stops at it nor matches it.
+        ints[free + _FINGERPRINT] = _CLAIMING
         ints[free + _CONNECTIONS] = 0
         ints[free + _WINDOW] = 0
         ints[free + _FINGERPRINT] = fingerprint
-        return free
+        return free, True
 
     def _stale(self, entry: int) -> bool:
         """Whether an entry holds nothing that counts: no connection, no recent failure."""
@@ -242,12 +281,12 @@ class SharedRow:
             after = row + (index + 1) % ENTRIES * _ENTRY
             entry = row + index * _ENTRY
             if (
-                ints[after + _FINGERPRINT]
-                or not ints[entry + _FINGERPRINT]  # empty already
+                ints[after + _FINGERPRINT] != _EMPTY
+                or ints[entry + _FINGERPRINT] == _EMPTY  # already
                 or not self._stale(entry)
             ):
                 return
-            ints[entry + _FINGERPRINT] = 0
+            ints[entry + _FINGERPRINT] = _EMPTY
             index = (index - 1) % ENTRIES
 
     def _entries_elsewhere(self, fingerprint: int) -> list[int]:
@@ -261,6 +300,6 @@ class SharedRow:
                 if found == fingerprint:
                     entries.append(entry)
                     break
-                if found == 0:
+                if found == _EMPTY:
                     break
         return entries

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
 from smtp_recv._clients import AuthFailures, ConnectionCounter, share_counts
-from smtp_recv._shared_counts import ENTRIES, SharedCounts
+from smtp_recv._shared_counts import ENTRIES, SharedCounts, SharedRow
 
 CLIENT = "192.0.2.1"
 OTHER = "198.51.100.7"
@@ -192,8 +193,9 @@ def test_windows_too_short_to_tell_apart_are_not_shared(window: float) -> None:
 def test_in_a_worker_the_servers_counters_count_in_its_row() -> None:
     # What the supervisor does in each forked worker, before serve().
     table = SharedCounts(2)
-    ConnectionCounter(table.row(1)).opened(CLIENT)
-    AuthFailures(2, 600, table.row(1)).failed(CLIENT, 0)
+    other = table.row(1)
+    ConnectionCounter(other).opened(CLIENT)
+    AuthFailures(2, 600, other).failed(CLIENT, 0)
     share_counts(table.row(0))
     try:
         assert ConnectionCounter().opened(CLIENT) == 2
@@ -201,3 +203,81 @@ def test_in_a_worker_the_servers_counters_count_in_its_row() -> None:
     finally:
         share_counts(None)
     assert ConnectionCounter().opened(CLIENT) == 1
+
+
+def same_home(row: SharedRow, count: int) -> list[str]:
+    """``count`` addresses whose entries start at one slot of ``row``'s table."""
+    found: dict[int, list[str]] = {}
+    for number in range(1_000_000):
+        address = f"2001:db8:2::{number:x}"
+        group = found.setdefault(row._fingerprint(address) % ENTRIES, [])
+        group.append(address)
+        if len(group) == count:
+            return group
+    raise AssertionError("no slot shared")  # pragma: no cover
+
+
+def test_a_reader_finds_an_entry_while_the_slot_before_it_changes_hands() -> None:
+    # The slot before C is reused, for A then D, again and again: a reader
+    # in another process must never take it for empty and stop before C.
+    table = SharedCounts(2)
+    writer, reader = table.row(0), table.row(1)
+    first, second, third, fourth = same_home(writer, 4)
+    counter = ConnectionCounter(writer)
+    counter.opened(second)
+    counter.opened(third)  # lies past second's slot
+    counter.closed(second)  # its slot is over, but stays: third lies past it
+    fingerprint = reader._fingerprint(third)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            os.close(read)
+            deadline = time.monotonic() + 0.5
+            misses = lookups = 0
+            while time.monotonic() < deadline:
+                lookups += 1
+                misses += not reader._entries_elsewhere(fingerprint)
+            os.write(write, f"{misses} {lookups}".encode())
+            status = 0
+        finally:
+            os._exit(status)
+    os.close(write)
+    deadline = time.monotonic() + 0.6
+    while time.monotonic() < deadline:
+        for address in (first, fourth):
+            counter.opened(address)
+            counter.closed(address)
+    misses, lookups = map(int, os.read(read, 100).split())
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert lookups > 1000
+    assert misses == 0
+
+
+def test_an_auth_failure_that_makes_room_for_an_address_brings_its_connections() -> None:
+    _, (first, second) = counters()
+    crowd = fill(first)
+    first.opened(CLIENT)  # no room: not shared
+    for address in crowd:
+        first.closed(address)
+    AuthFailures(3, 600, first._shared).failed(CLIENT, 0)  # claims its entry
+    assert second.opened(CLIENT) == 2
+
+
+def test_entries_whose_failures_are_old_are_emptied_as_the_worker_goes_on() -> None:
+    clock = Clock()
+    table = SharedCounts(2, clock=clock)
+    row = table.row(0)
+    failures = AuthFailures(3, 1.0, row)
+    for number in range(1000):
+        failures.failed(f"2001:db8::{number:x}", 0)
+    clock.now += 10  # their windows are over
+    counter = ConnectionCounter(row)
+    for number in range(4000):  # the worker goes on with other clients
+        address = f"2001:db8:1::{number:x}"
+        counter.opened(address)
+        counter.closed(address)
+    occupied = sum(1 for slot in range(ENTRIES) if row._ints[row._own + slot * 5])
+    assert occupied < 50
