@@ -220,6 +220,39 @@ def _checked_targets(found: object) -> tuple[str, ...]:
 class Session:
     """Serves one accepted connection from greeting to close."""
 
+    __slots__ = (
+        "_auth_failures",
+        "_body_bytes",
+        "_body_since",
+        "_client_name",
+        "_client_name_looked_up",
+        "_closing",
+        "_config",
+        "_conn",
+        "_context",
+        "_handshake",
+        "_hook_name",
+        "_hook_timeout_reply",
+        "_idle_penalty",
+        "_idle_since",
+        "_idle_waiting",
+        "_line_started",
+        "_message_id",
+        "_received_headers",
+        "_recipients",
+        "_replies_possible",
+        "_role",
+        "_spool",
+        "_transport",
+        "_user_id",
+        "_username",
+        "_wait",
+        "_waiting",
+        "id",
+        "peer",
+        "tls",
+    )
+
     def __init__(
         self, context: ServerContext, sock: socket.socket, role: Role, peer: tuple[str, int]
     ) -> None:
