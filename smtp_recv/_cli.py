@@ -32,6 +32,7 @@ from ._config import ListenerConfig, ListenError, ServerConfig
 from ._devcerts import dev_certificate
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderPolicy
 from ._maildir import MaildirMailer
+from ._notify import Notifier
 from ._recipients import AcceptEveryRecipient
 from ._reload import ConfigTables, Reloaded
 from ._settings import CertificateMap, ConfigError, Settings, load_settings
@@ -234,6 +235,8 @@ class ServerPlan:
     #: stops the server instead (the development server, which has no
     #: file, and runs in a terminal whose hang-up should end it).
     reload: Callable[[], Reloaded] | None = None
+    #: Tells systemd (``Type=notify``) when we are ready, reloading, stopping.
+    notifier: Notifier = field(default_factory=Notifier)
 
 
 class AnySender:
@@ -378,6 +381,7 @@ def log_reload(reloaded: Reloaded) -> None:
 async def _reload(plan: ServerPlan, lock: trio.Lock) -> None:
     assert plan.reload is not None
     async with lock:  # one at a time, in the order asked
+        plan.notifier.reloading()
         try:
             reloaded: Reloaded | ConfigError = await trio.to_thread.run_sync(plan.reload)
         except ConfigError as error:
@@ -386,6 +390,8 @@ async def _reload(plan: ServerPlan, lock: trio.Lock) -> None:
             # A reload must never take the server down with it.
             log.exception("reload failed; serving what was loaded before")
             return
+        finally:
+            plan.notifier.ready()
     if isinstance(reloaded, ConfigError):
         log.error("reload failed; serving what was loaded before: %s", reloaded)
     else:
@@ -415,6 +421,7 @@ async def _on_signals(
                 name,
                 grace,
             )
+            plan.notifier.stopping()
             serve_scope.cancel()
         else:
             log.warning("%s again: stopping at once", name)
@@ -473,6 +480,7 @@ async def _serve_until_signalled(
 
         listening: Listening = await nursery.start(serve_until_cancelled)
         announce(listening, plan, out)
+        plan.notifier.ready()
         # A signal during start-up waits in the receiver until now.
         nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery)
 
@@ -502,7 +510,9 @@ def serve_command(args: argparse.Namespace) -> int:
     try:
         plan = production_plan(args) if args.config else development_plan(args)
         plan = replace(
-            plan, config=assign_sockets(plan.config, systemd_sockets(os.environ, os.getpid()))
+            plan,
+            config=assign_sockets(plan.config, systemd_sockets(os.environ, os.getpid())),
+            notifier=Notifier.from_environment(os.environ),
         )
     except ConfigError as error:
         _error(str(error))
@@ -555,6 +565,7 @@ def _supervise_workers(args: argparse.Namespace, plan: ServerPlan) -> int:
         sockets,
         pin=args.pin_workers,
         reload=partial(_reload_for_new_workers, plan),
+        notifier=plan.notifier,
     )
     return supervisor.run(args.workers)
 
@@ -577,8 +588,12 @@ def _reload_for_new_workers(plan: ServerPlan) -> bool:
 
 
 def run_worker(plan: ServerPlan, sockets: Sequence[tuple[str, socket.socket]]) -> int:
-    """One worker of ``--workers N``, in its forked process: ``plan`` on ``sockets``."""
-    trio.run(run_server, replace(plan, config=assign_sockets(plan.config, sockets)), sys.stdout)
+    """One worker of ``--workers N``, in its forked process: ``plan`` on ``sockets``.
+
+    The supervisor alone speaks to systemd for the service.
+    """
+    config = assign_sockets(plan.config, sockets)
+    trio.run(run_server, replace(plan, config=config, notifier=Notifier()), sys.stdout)
     return 0
 
 

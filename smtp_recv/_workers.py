@@ -61,6 +61,7 @@ from types import FrameType
 
 from ._clients import share_counts
 from ._config import ListenerConfig, ListenError, ServerConfig
+from ._notify import Notifier
 from ._shared_counts import SharedCounts
 
 log = logging.getLogger("smtp_recv.workers")
@@ -140,6 +141,7 @@ class Supervisor:
         *,
         pin: bool = False,
         reload: Callable[[], bool] | None = None,
+        notifier: Notifier | None = None,
     ):
         """``reload`` runs in the parent on SIGHUP, before the signal is
         passed on; ``False`` says it failed (and said why), and the workers
@@ -147,6 +149,9 @@ class Supervisor:
         self._worker = worker
         self._reload = reload
         self._reloads = 0
+        # The sockets are bound and listening before any worker runs:
+        # clients wait in the queue, so the service is ready once forked.
+        self._notifier = notifier or Notifier()
         #: The CPUs workers are pinned to, in turn; empty: no pinning.
         self._cpus = sorted(os.sched_getaffinity(0)) if pin else []
         self._sockets = list(sockets)
@@ -217,11 +222,14 @@ class Supervisor:
     def _reload_now(self) -> None:
         self._reloads = 0
         if self._reload is not None:
+            self._notifier.reloading()
             try:
                 reloaded = self._reload()
             except Exception:
                 log.exception("reload failed; the workers go on with what they have")
                 return
+            finally:
+                self._notifier.ready()
             if not reloaded or self._stopping():  # stopping: no worker needs it
                 return
         log.info("SIGHUP: passing it on to %d workers", len(self._workers))
@@ -248,9 +256,11 @@ class Supervisor:
         self._counts = SharedCounts(count)
         for slot in range(count):
             self._spawn(slot)
+        self._notifier.ready()
         try:
             while True:
                 if self._stopping():
+                    self._notifier.stopping()
                     self._close_sockets()
                     return self._wait_for_all()
                 if self._reloads:
