@@ -37,7 +37,7 @@ from ._recipients import AcceptEveryRecipient
 from ._reload import ConfigTables, Reloaded
 from ._settings import CertificateMap, ConfigError, Settings, load_settings
 from ._users import User, Users, hash_password
-from ._workers import RELOAD_SIGNAL, STOP_SIGNALS
+from ._workers import RELOAD_SIGNAL, STOP_SIGNALS, hold_reload_signal, take_reload_request
 
 if TYPE_CHECKING:
     from ._server import Listening
@@ -403,10 +403,10 @@ async def _on_signals(
     serve_scope: trio.CancelScope,
     plan: ServerPlan,
     nursery: trio.Nursery,
+    reloading: trio.Lock,
 ) -> None:
     """SIGHUP: reload (with a config file).  First stop signal: graceful
     shutdown; second: exit at once."""
-    reloading = trio.Lock()
     async for number in signals:
         name = signal.Signals(number).name
         if number == RELOAD_SIGNAL and plan.reload is not None:
@@ -439,19 +439,10 @@ async def run_server(plan: ServerPlan, out: TextIO) -> None:
     development server) stops the server like the others: a hang-up must
     not end it without its grace period.
     """
+    # With a config file, a SIGHUP before the receiver is open, or after it
+    # closes, is held (hold_reload_signal, from serve_command or the fork).
     with trio.open_signal_receiver(*STOP_SIGNALS, RELOAD_SIGNAL) as signals:
-        # With a config file, SIGHUP is blocked from start-up (serve_command,
-        # and in a forked worker from its fork), so that one sent before
-        # this receiver was there waits for it instead of killing us.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
-        try:
-            await _serve_until_signalled(plan, out, signals)
-        finally:
-            if plan.reload is not None:
-                # Leaving the receiver raises again the signals it holds,
-                # with their default action: a reload asked for while we
-                # stop must not kill the process instead.
-                signal.pthread_sigmask(signal.SIG_BLOCK, {RELOAD_SIGNAL})
+        await _serve_until_signalled(plan, out, signals)
     log.info("stopped")
 
 
@@ -481,8 +472,12 @@ async def _serve_until_signalled(
         listening: Listening = await nursery.start(serve_until_cancelled)
         announce(listening, plan, out)
         plan.notifier.ready()
+        reloading = trio.Lock()
+        if plan.reload is not None and take_reload_request():
+            log.info("SIGHUP while starting: reloading")
+            nursery.start_soon(_reload, plan, reloading)
         # A signal during start-up waits in the receiver until now.
-        nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery)
+        nursery.start_soon(_on_signals, signals, serve_scope, plan, nursery, reloading)
 
 
 # -- commands ----------------------------------------------------------------------
@@ -502,10 +497,10 @@ def _leaves(error: BaseException) -> list[BaseException]:
 def serve_command(args: argparse.Namespace) -> int:
     """``smtp-recv serve``."""
     if args.config:
-        # SIGHUP reloads, once there is a handler for it (run_server, the
-        # supervisor); until then it waits, instead of killing the server
-        # as it starts (a `systemctl reload` just after a start).
-        signal.pthread_sigmask(signal.SIG_BLOCK, {RELOAD_SIGNAL})
+        # SIGHUP reloads, once the server can (run_server, the supervisor);
+        # one that comes before is noted, instead of killing the server as
+        # it starts (a `systemctl reload` just after a start).
+        hold_reload_signal()
     configure_logging(args.log_level, args.log_format)
     try:
         plan = production_plan(args) if args.config else development_plan(args)

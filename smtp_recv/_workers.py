@@ -81,6 +81,36 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 RELOAD_SIGNAL = signal.SIGHUP
 # Blocked while forking.
 _SIGNALS = (*STOP_SIGNALS, RELOAD_SIGNAL)
+
+# A SIGHUP that came while nobody could reload (see hold_reload_signal).
+_reload_asked = False
+
+
+def _ask_reload(number: int, frame: FrameType | None) -> None:
+    global _reload_asked
+    _reload_asked = True
+
+
+def hold_reload_signal() -> None:
+    """Until a reload can be done, note SIGHUP rather than die of it.
+
+    By default SIGHUP ends a process, and one sent while the server starts
+    (a ``systemctl reload`` just after a start) or stops would kill it.
+    Blocking it would not do: the mask is per thread, and the threads trio
+    starts for file and password work would take it.  A handler is for the
+    whole process; trio's receiver replaces it while it runs and puts it
+    back as it closes, so this one also covers the way out.
+    """
+    signal.signal(RELOAD_SIGNAL, _ask_reload)
+
+
+def take_reload_request() -> bool:
+    """Whether a SIGHUP came while it was held; forgets it."""
+    global _reload_asked
+    asked, _reload_asked = _reload_asked, False
+    return asked
+
+
 #: prctl(2): the signal a process gets when its parent dies (Linux).
 _PR_SET_PDEATHSIG = 1
 
@@ -167,11 +197,9 @@ class Supervisor:
         parent = os.getpid()
         sys.stdout.flush()  # or the child would write what is buffered again
         sys.stderr.flush()
-        # Stop signals wait until the child has put the default handlers
-        # back (the parent's must not run in it) and the parent has the new
+        # Signals wait until the child has put its own handlers in place
+        # (the parent's must not run in it) and the parent has the new
         # worker in its table (or the signal would not be passed on to it).
-        # SIGHUP stays blocked in the child until the worker's own receiver
-        # is there (run_server unblocks it): by default it would kill it.
         signal.pthread_sigmask(signal.SIG_BLOCK, _SIGNALS)
         try:
             if self._stopping():
@@ -192,12 +220,14 @@ class Supervisor:
     def _in_child(self, parent: int, cpu: int | None, slot: int) -> int:
         """The worker's life, in the forked child; its exit status."""
         try:
-            for number in _SIGNALS:
+            for number in STOP_SIGNALS:
                 signal.signal(number, signal.SIG_DFL)
+            take_reload_request()  # the parent's, if any, is the parent's
+            hold_reload_signal()  # until the worker's loop can reload
             os.setpgid(0, 0)
             if self._prctl is not None:
                 self._prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _SIGNALS)
             if os.getppid() != parent:  # it died before the prctl call
                 return 128 + signal.SIGTERM
             if cpu is not None:
@@ -250,9 +280,8 @@ class Supervisor:
         for number in STOP_SIGNALS:
             signal.signal(number, self._on_signal)
         signal.signal(RELOAD_SIGNAL, self._on_reload_signal)
-        # Blocked since start-up (serve_command), so that one sent before
-        # now waits for the handler instead of killing the supervisor.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {RELOAD_SIGNAL})
+        if take_reload_request():  # one came as the supervisor started
+            self._reloads += 1
         self._counts = SharedCounts(count)
         for slot in range(count):
             self._spawn(slot)
