@@ -84,9 +84,11 @@ class _Waiting(enum.Enum):
     """What a session waits for when its wait scope fires."""
 
     NOTHING = "nothing"
-    #: The next command, between transactions (shutdown may interrupt).
+    #: The client, where shutdown need not wait for it (it shortens the
+    #: wait): the next command between transactions, a SASL response, a
+    #: refused BDAT chunk outside a transaction.
     IDLE = "idle"
-    #: More of a command, a body or a SASL response.
+    #: More of a command or of a message body.
     RECEIVE = "receive"
     #: The client to read our replies.
     SEND = "send"
@@ -478,8 +480,9 @@ class Session:
             log.error("%s %s timed out", self.id, self._hook_name)
             conn.reject(self._hook_timeout_reply, counted=False)
             self._waiting = _Waiting.NOTHING
-        # Otherwise only reached when a wait's deadline passed, or shutdown
-        # cancelled the wait of an idle session.
+        # Otherwise only reached when a wait's deadline passed: its own, or
+        # the shorter one shutdown gave a session waiting on a client whose
+        # next word can only get 421 (see shut_down).
         if self._waiting is _Waiting.SEND:
             raise _Closed
         if self._waiting is _Waiting.IDLE and self._context.shutting_down:

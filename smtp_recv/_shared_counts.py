@@ -229,7 +229,8 @@ class SharedRow:
         return fingerprint, entry
 
     def _window(self) -> int:
-        return int(self._clock() // self.auth_window) + 1  # from 1: a zeroed entry is in none
+        # From 2: a zeroed entry (window 0) is neither in this window nor the one before.
+        return int(self._clock() // self.auth_window) + 2
 
     def _entry(self, fingerprint: int) -> tuple[int | None, bool]:
         """This worker's entry for ``fingerprint``, or a free one claimed for

@@ -68,6 +68,8 @@ class TLSContexts:
             raise ValueError("CertByHost.get(None) must return the default certificate")
         self._default = default
         self._default_checked_at = time.monotonic()
+        # A new default that did not load, and its files then.
+        self._failed_default: tuple[Certificate, object] | None = None
         self._context_for(default)
 
     def current(self) -> ssl.SSLContext:
@@ -85,10 +87,21 @@ class TLSContexts:
         return self._context_for(self._default)
 
     def _change_default(self, default: Certificate) -> None:
-        """Serve ``default`` from now on, if it loads; otherwise keep the last."""
+        """Serve ``default`` from now on, if it loads; otherwise keep the last.
+
+        A default that failed is tried again only once its files change, so
+        that the warning comes once, not at every recheck.
+        """
+        try:
+            files = (_identity(default.certfile), _identity(default.keyfile))
+        except OSError:
+            files = None
+        if self._failed_default == (default, files):
+            return
         try:
             self._context_for(default)
         except (OSError, ssl.SSLError) as error:
+            self._failed_default = (default, files)
             log.warning(
                 "the new default certificate %s does not load (%s); keeping %s",
                 default.certfile,
@@ -96,6 +109,7 @@ class TLSContexts:
                 self._default.certfile,
             )
         else:
+            self._failed_default = None
             self._default = default
 
     def _context_for(self, certificate: Certificate) -> ssl.SSLContext:

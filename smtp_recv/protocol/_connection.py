@@ -314,10 +314,12 @@ class ServerConnection:
         A transaction under way goes on to its end (its message is
         accepted or refused as usual), and so does an AUTH exchange.  From
         then on, between transactions, a bare QUIT is answered as ever and
-        any other line, however malformed, gets ``reply`` (a 421, RFC 5321
-        3.8) and ends the session with ``ConnectionClosed``.  QUIT is the exception because a
-        client that just had its message accepted says QUIT next, and a
-        421 to it would read as a failure (Python's ``smtplib`` raises).
+        any other line, however malformed, gets ``reply`` and ends the
+        session with ``ConnectionClosed``: RFC 5321 3.8 lets a server that
+        must shut down answer any command with 421 and close.  QUIT is the
+        exception because a client that just had its message accepted says
+        QUIT next, and a 421 to it would read as a failure (Python's
+        ``smtplib`` raises).
         """
         if reply.code != 421:
             raise LocalProtocolError(f"shut_down() needs a 421 reply, not {reply.code}")

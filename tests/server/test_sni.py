@@ -169,10 +169,11 @@ async def test_renewed_files_that_do_not_load_leave_the_last_certificate_serving
 
 
 async def test_a_new_default_certificate_that_does_not_load_leaves_the_last_serving(
-    cert_set: CertSet, tmp_path: Path
+    cert_set: CertSet, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The hook names another default (a reload of the config file, say)
-    # whose files are broken: handshakes go on with the last good one.
+    # whose files are broken: handshakes go on with the last good one, the
+    # operator is told once, and the new one serves once its files load.
     first, second = tmp_path / "first.pem", tmp_path / "second.pem"
     cert_set.ca.issue_cert(
         "mx.example.com", "localhost"
@@ -181,8 +182,15 @@ async def test_a_new_default_certificate_that_does_not_load_leaves_the_last_serv
     by_host = {None: smtp_recv.Certificate(first)}
     async with running(cert_set, certs=Certs(by_host)) as server:
         by_host[None] = smtp_recv.Certificate(second)
-        await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
-        for _ in range(2):
+        for _ in range(3):
+            await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
             async with await connect_tls(server.submission, "submission", cert_set, None) as c:
                 assert "mx.example.com" in san(c)
                 assert (await c.command("NOOP")).code == 250
+        assert caplog.text.count("does not load") == 1
+        cert_set.ca.issue_cert(
+            "mx.example.com", "second.example.com"
+        ).private_key_and_cert_chain_pem.write_to_path(str(second))
+        await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
+        async with await connect_tls(server.submission, "submission", cert_set, None) as c:
+            assert "second.example.com" in san(c)
