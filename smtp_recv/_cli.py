@@ -410,8 +410,13 @@ async def _on_signals(
     async for number in signals:
         name = signal.Signals(number).name
         if number == RELOAD_SIGNAL and plan.reload is not None:
-            log.info("%s: reloading", name)
-            nursery.start_soon(_reload, plan, reloading)
+            if serve_scope.cancel_called:
+                log.info("%s: not reloading, the server is stopping", name)
+            elif reloading.statistics().tasks_waiting:
+                log.info("%s: a reload is already waiting to run", name)
+            else:
+                log.info("%s: reloading", name)
+                nursery.start_soon(_reload, plan, reloading)
             continue
         grace = plan.config.shutdown_grace
         if not serve_scope.cancel_called:

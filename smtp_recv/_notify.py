@@ -26,6 +26,9 @@ class Notifier:
         if address is not None and address.startswith("@"):
             address = "\0" + address[1:]  # the abstract namespace
         self._address = address
+        # Once stopping, nothing else is said: a READY=1 after STOPPING=1
+        # could make systemd take a draining server for a running one.
+        self._stopping = False
 
     @classmethod
     def from_environment(cls, environ: MutableMapping[str, str]) -> Notifier:
@@ -40,13 +43,17 @@ class Notifier:
 
     def ready(self) -> None:
         """The listeners are bound (or a reload is over)."""
-        self._send("READY=1")
+        if not self._stopping:
+            self._send("READY=1")
 
     def reloading(self) -> None:
-        self._send(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        if not self._stopping:
+            self._send(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
 
     def stopping(self) -> None:
-        self._send("STOPPING=1")
+        if not self._stopping:
+            self._stopping = True
+            self._send("STOPPING=1")
 
     def _send(self, message: str) -> None:
         if self._address is None:

@@ -89,11 +89,17 @@ class TLSContexts:
     def _change_default(self, default: Certificate) -> None:
         """Serve ``default`` from now on, if it loads; otherwise keep the last.
 
-        A default that failed is tried again only once its files change, so
-        that the warning comes once, not at every recheck.
+        A default that failed is tried again only once its files change (in
+        content, or in owner and mode: the usual fix for a key the server
+        may not read), so that the warning comes once, not at every recheck.
         """
+        paths = [path for path in (default.certfile, default.keyfile) if path is not None]
+        files: object
         try:
-            files = (_identity(default.certfile), _identity(default.keyfile))
+            files = [
+                (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+                for status in map(os.stat, paths)
+            ]
         except OSError:
             files = None
         if self._failed_default == (default, files):

@@ -307,6 +307,7 @@ class Supervisor:
                     self._deaths.append(now)
                     if len(self._deaths) == MAX_RESTARTS and now - self._deaths[0] < RESTART_WINDOW:
                         log.error("workers keep dying; stopping")
+                        self._notifier.stopping()
                         self._on_signal(signal.SIGTERM, None)
                         self._wait_for_all()
                         return 1

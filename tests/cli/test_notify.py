@@ -105,3 +105,20 @@ def test_an_abstract_socket_is_reached(tmp_path: Path) -> None:
         sock.settimeout(5)
         Notifier("@" + name).ready()
         assert sock.recv(100) == b"READY=1"
+
+
+def test_nothing_is_said_after_stopping(tmp_path: Path) -> None:
+    # READY=1 after STOPPING=1 (a reload ending as the server stops) could
+    # make systemd take a draining server for a running one.
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        path = str(tmp_path / "notify")
+        sock.bind(path)
+        sock.settimeout(0.5)
+        notifier = Notifier(path)
+        notifier.stopping()
+        notifier.reloading()
+        notifier.ready()
+        notifier.stopping()
+        assert sock.recv(100) == b"STOPPING=1"
+        with pytest.raises(TimeoutError):
+            sock.recv(100)

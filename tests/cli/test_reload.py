@@ -258,7 +258,9 @@ def test_a_sighup_as_the_server_stops_does_not_kill_it(
                 process.send_signal(number)
                 time.sleep(0.05)
             assert process.wait(30) == 0, log.read_text()
-            assert "stopped" in log.read_text()
+            text = log.read_text()
+            assert "stopped" in text
+            assert text.count("reloaded users") <= 1  # not the second: it came too late
         finally:
             if process.poll() is None:
                 process.kill()
@@ -315,6 +317,24 @@ def test_a_sighup_after_the_server_stopped_does_not_kill_it(
                 process.wait()
             assert process.stdout is not None
             process.stdout.close()
+
+
+def test_a_sighup_during_the_grace_period_is_no_reload(server: Server) -> None:
+    client = smtplib.SMTP(*server.mx, timeout=10)
+    client.ehlo()
+    client.mail("a@example.org")
+    client.rcpt("bob@example.com")
+    client.putcmd("data")
+    assert client.getreply()[0] == 354  # a message in flight holds the grace period
+    server.process.send_signal(signal.SIGTERM)
+    wait_for(lambda: "shutting down" in server.stderr.read_text(), "the shutdown")
+    server.process.send_signal(signal.SIGHUP)
+    wait_for(lambda: "not reloading" in server.stderr.read_text(), "the SIGHUP")
+    client.send(MESSAGE + b".\r\n")
+    assert client.getreply()[0] == 250
+    client.close()
+    assert server.process.wait(30) == 0
+    assert "reloaded" not in server.stderr.read_text()
 
 
 # -- ConfigTables itself -----------------------------------------------------------------
