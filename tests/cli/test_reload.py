@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import smtplib
@@ -193,31 +194,53 @@ sys.exit(_cli.main(sys.argv[1:]))
 """
 
 
-@pytest.mark.parametrize("workers", ["1", "2"])
-def test_a_sighup_while_the_server_starts_is_a_reload_once_it_can_be(
-    tmp_path: Path, certificate_authority: trustme.CA, workers: str
-) -> None:
-    config = write_config(tmp_path, certificate_authority)
+@contextlib.contextmanager
+def patched_server(
+    script: str, tmp_path: Path, ca: trustme.CA, *arguments: str
+) -> Iterator[tuple[subprocess.Popen[str], Path, int]]:
+    """``smtp-recv serve --config`` run by ``script`` (which patches the CLI
+    first), up to its first Ready: the process, its log and the MX port."""
+    config = write_config(tmp_path, ca)
     log = tmp_path / "server.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
             [
-                *(sys.executable, "-c", HUP_WHILE_STARTING, "serve", "--config", str(config)),
-                *("--mx-port", "0", "--submission-port", "0", "--workers", workers),
+                *(sys.executable, "-c", script, "serve", "--config", str(config)),
+                *("--mx-port", "0", "--submission-port", "0", *arguments),
             ],
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
             stderr=stderr,
+            text=True,
         )
         try:
-            seen = log_count(log, "reloaded users, recipients and certificates")
-            wait_for(lambda: seen() >= int(workers) or process.poll() is not None, "the reload")
-            assert process.poll() is None, log.read_text()
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0
+            assert process.stdout is not None
+            mx = 0
+            for line in process.stdout:
+                if line.startswith("MX listening on"):
+                    mx = int(line.split()[3].rpartition(":")[2])
+                if line.startswith("Ready"):
+                    break
+            yield process, log, mx
         finally:
             if process.poll() is None:
                 process.kill()
                 process.wait()
+            assert process.stdout is not None
+            process.stdout.close()
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_sighup_while_the_server_starts_is_a_reload_once_it_can_be(
+    tmp_path: Path, certificate_authority: trustme.CA, workers: str
+) -> None:
+    with patched_server(
+        HUP_WHILE_STARTING, tmp_path, certificate_authority, "--workers", workers
+    ) as (process, log, _):
+        seen = log_count(log, "reloaded users, recipients and certificates")
+        wait_for(lambda: seen() >= int(workers) or process.poll() is not None, "the reload")
+        assert process.poll() is None, log.read_text()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
 
 
 SLOW_RELOAD = """
@@ -237,36 +260,14 @@ def test_a_sighup_as_the_server_stops_does_not_kill_it(
 ) -> None:
     # A reload under way, a stop, and another reload: the last one comes as
     # the server finishes, and must not end it with SIGHUP's default action.
-    config = write_config(tmp_path, certificate_authority)
-    log = tmp_path / "server.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-c", SLOW_RELOAD, "serve", "--config", str(config)),
-                *("--mx-port", "0", "--submission-port", "0"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            for line in process.stdout:
-                if line.startswith("Ready"):
-                    break
-            for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGHUP):
-                process.send_signal(number)
-                time.sleep(0.05)
-            assert process.wait(30) == 0, log.read_text()
-            text = log.read_text()
-            assert "stopped" in text
-            assert text.count("reloaded users") <= 1  # not the second: it came too late
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stdout is not None
-            process.stdout.close()
+    with patched_server(SLOW_RELOAD, tmp_path, certificate_authority) as (process, log, _):
+        for number in (signal.SIGHUP, signal.SIGTERM, signal.SIGHUP):
+            process.send_signal(number)
+            time.sleep(0.05)
+        assert process.wait(30) == 0, log.read_text()
+        text = log.read_text()
+        assert "stopped" in text
+        assert text.count("reloaded users") <= 1  # not the second: it came too late
 
 
 HUP_AFTER_STOPPING = """
@@ -287,36 +288,15 @@ sys.exit(_cli.main(sys.argv[1:]))
 def test_a_sighup_after_the_server_stopped_does_not_kill_it(
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
-    config = write_config(tmp_path, certificate_authority)
-    log = tmp_path / "server.log"
-    with log.open("w") as stderr:
-        process = subprocess.Popen(
-            [
-                *(sys.executable, "-c", HUP_AFTER_STOPPING, "serve", "--config", str(config)),
-                *("--mx-port", "0", "--submission-port", "0"),
-            ],
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-        try:
-            assert process.stdout is not None
-            mx = 0
-            for line in process.stdout:
-                if line.startswith("MX listening on"):
-                    mx = int(line.split()[3].rpartition(":")[2])
-                if line.startswith("Ready"):
-                    break
-            with smtplib.SMTP("127.0.0.1", mx, timeout=10) as client:
-                client.sendmail("a@example.org", ["bob@example.com"], MESSAGE)  # a thread
-            process.send_signal(signal.SIGTERM)
-            assert process.wait(30) == 0, log.read_text()
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-            assert process.stdout is not None
-            process.stdout.close()
+    with patched_server(HUP_AFTER_STOPPING, tmp_path, certificate_authority) as (
+        process,
+        log,
+        mx,
+    ):
+        with smtplib.SMTP("127.0.0.1", mx, timeout=10) as client:
+            client.sendmail("a@example.org", ["bob@example.com"], MESSAGE)  # a thread
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
 
 
 def test_a_sighup_during_the_grace_period_is_no_reload(server: Server) -> None:
