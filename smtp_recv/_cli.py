@@ -30,6 +30,7 @@ import trio
 
 from ._config import ListenerConfig, ListenError, ServerConfig
 from ._devcerts import dev_certificate
+from ._hangup import RELOAD_SIGNAL, hold_reload_signal, take_reload_request
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderPolicy
 from ._maildir import MaildirMailer
 from ._notify import Notifier
@@ -37,7 +38,7 @@ from ._recipients import AcceptEveryRecipient
 from ._reload import ConfigTables, Reloaded
 from ._settings import CertificateMap, ConfigError, Settings, load_settings
 from ._users import User, Users, hash_password
-from ._workers import RELOAD_SIGNAL, STOP_SIGNALS, hold_reload_signal, take_reload_request
+from ._workers import STOP_SIGNALS
 
 if TYPE_CHECKING:
     from ._server import Listening

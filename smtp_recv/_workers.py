@@ -61,6 +61,7 @@ from types import FrameType
 
 from ._clients import share_counts
 from ._config import ListenerConfig, ListenError, ServerConfig
+from ._hangup import RELOAD_SIGNAL, hold_reload_signal, take_reload_request
 from ._notify import Notifier
 from ._shared_counts import SharedCounts
 
@@ -77,38 +78,8 @@ POLL_INTERVAL = 0.2
 BACKLOG = 1024
 #: The signals that stop the server (and that the parent passes on).
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
-#: The signal that reloads the config file's tables (see ``_reload``).
-RELOAD_SIGNAL = signal.SIGHUP
 # Blocked while forking.
 _SIGNALS = (*STOP_SIGNALS, RELOAD_SIGNAL)
-
-# A SIGHUP that came while nobody could reload (see hold_reload_signal).
-_reload_asked = False
-
-
-def _ask_reload(number: int, frame: FrameType | None) -> None:
-    global _reload_asked
-    _reload_asked = True
-
-
-def hold_reload_signal() -> None:
-    """Until a reload can be done, note SIGHUP rather than die of it.
-
-    By default SIGHUP ends a process, and one sent while the server starts
-    (a ``systemctl reload`` just after a start) or stops would kill it.
-    Blocking it would not do: the mask is per thread, and the threads trio
-    starts for file and password work would take it.  A handler is for the
-    whole process; trio's receiver replaces it while it runs and puts it
-    back as it closes, so this one also covers the way out.
-    """
-    signal.signal(RELOAD_SIGNAL, _ask_reload)
-
-
-def take_reload_request() -> bool:
-    """Whether a SIGHUP came while it was held; forgets it."""
-    global _reload_asked
-    asked, _reload_asked = _reload_asked, False
-    return asked
 
 
 #: prctl(2): the signal a process gets when its parent dies (Linux).

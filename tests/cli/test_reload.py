@@ -160,10 +160,10 @@ def test_the_workers_and_the_ones_restarted_later_serve_the_reloaded_tables(
 
 HELD_IN_THE_WORKER = """
 import os, signal, socket, sys
-from smtp_recv import _workers
+from smtp_recv import _hangup, _workers
 def worker(sockets):
     os.kill(os.getpid(), signal.SIGHUP)  # before the worker's loop could take it
-    print("asked" if _workers.take_reload_request() else "lost", flush=True)
+    print("asked" if _hangup.take_reload_request() else "lost", flush=True)
     return 0
 listener = socket.create_server(("127.0.0.1", 0))
 supervisor = _workers.Supervisor(worker, [("mx", listener)])
@@ -180,6 +180,40 @@ def test_a_sighup_to_a_worker_before_its_loop_runs_is_held_for_it() -> None:
         [sys.executable, "-c", HELD_IN_THE_WORKER], capture_output=True, timeout=30, check=False
     )
     assert result.stdout.startswith(b"asked\n"), result
+
+
+HELD_BEFORE_THE_PROGRAM_LOADS = """
+import signal, sys
+import smtp_recv
+def loading(name, *args, **kwargs):
+    if name == "_cli" or name.endswith("._cli"):
+        print("held" if signal.getsignal(signal.SIGHUP) is not signal.SIG_DFL else "not held")
+        sys.exit(0)
+    return real_import(name, *args, **kwargs)
+real_import, __builtins__.__import__ = __builtins__.__import__, loading
+from smtp_recv import _entry
+sys.argv = ["smtp-recv", *sys.argv[1:]]
+_entry.main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("arguments", "expected"),
+    [(["serve", "--config", "x.toml"], b"held\n"), (["serve"], b"not held\n")],
+    ids=["config", "development"],
+)
+def test_the_command_holds_sighup_before_it_loads_the_program(
+    arguments: list[str], expected: bytes
+) -> None:
+    # Loading trio and the rest takes a fifth of a second: a SIGHUP then
+    # (a reload just after a start) must not find the default action.
+    result = subprocess.run(
+        [sys.executable, "-c", HELD_BEFORE_THE_PROGRAM_LOADS, *arguments],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.stdout == expected, result
 
 
 HUP_WHILE_STARTING = """
