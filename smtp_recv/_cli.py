@@ -30,7 +30,12 @@ import trio
 
 from ._config import ListenerConfig, ListenError, ServerConfig
 from ._devcerts import dev_certificate
-from ._hangup import RELOAD_SIGNAL, hold_reload_signal, take_reload_request
+from ._hangup import (
+    RELOAD_SIGNAL,
+    hold_reload_signal,
+    release_reload_signal,
+    take_reload_request,
+)
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderPolicy
 from ._maildir import MaildirMailer
 from ._notify import Notifier
@@ -507,6 +512,9 @@ def serve_command(args: argparse.Namespace) -> int:
         # one that comes before is noted, instead of killing the server as
         # it starts (a `systemctl reload` just after a start).
         hold_reload_signal()
+    else:
+        # The development server stops on SIGHUP (`--config ""` is none).
+        release_reload_signal()
     configure_logging(args.log_level, args.log_format)
     try:
         plan = production_plan(args) if args.config else development_plan(args)

@@ -15,8 +15,11 @@ from ._hangup import hold_reload_signal
 
 def main() -> int:
     """Run the command line in ``sys.argv``; return the exit status."""
-    if any(argument == "--config" or argument.startswith("--config=") for argument in sys.argv):
-        hold_reload_signal()
+    arguments = sys.argv[1:]
+    if "serve" in arguments and any(
+        argument == "--config" or argument.startswith("--config=") for argument in arguments
+    ):
+        hold_reload_signal()  # serve_command lets it go if there is no file after all
     from ._cli import main as run_command  # the heavy part: trio, the protocol, ...
 
     return run_command()

@@ -15,6 +15,7 @@ before it loads the rest (the ``smtp-recv`` entry point, ``_entry``).
 
 from __future__ import annotations
 
+import os
 import signal
 from types import FrameType
 
@@ -33,6 +34,14 @@ def _ask(number: int, frame: FrameType | None) -> None:
 def hold_reload_signal() -> None:
     """Until a reload can be done, note SIGHUP rather than die of it."""
     signal.signal(RELOAD_SIGNAL, _ask)
+
+
+def release_reload_signal() -> None:
+    """SIGHUP means no reload here after all: back to its default action,
+    and one that came while it was held is delivered now."""
+    signal.signal(RELOAD_SIGNAL, signal.SIG_DFL)
+    if take_reload_request():
+        os.kill(os.getpid(), RELOAD_SIGNAL)
 
 
 def take_reload_request() -> bool:

@@ -97,7 +97,13 @@ class TLSContexts:
         files: object
         try:
             files = [
-                (status.st_ino, status.st_size, status.st_mtime_ns, status.st_ctime_ns)
+                (
+                    status.st_dev,
+                    status.st_ino,
+                    status.st_size,
+                    status.st_mtime_ns,
+                    status.st_ctime_ns,
+                )
                 for status in map(os.stat, paths)
             ]
         except OSError:

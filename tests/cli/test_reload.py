@@ -216,6 +216,32 @@ def test_the_command_holds_sighup_before_it_loads_the_program(
     assert result.stdout == expected, result
 
 
+EMPTY_CONFIG = """
+import os, signal, sys
+from smtp_recv import _cli, _hangup
+_hangup.hold_reload_signal()  # as the entry point does on seeing --config
+os.kill(os.getpid(), signal.SIGHUP)
+sys.exit(_cli.main(sys.argv[1:]))
+"""
+
+
+def test_an_empty_config_is_the_development_server_which_stops_on_sighup(
+    tmp_path: Path,
+) -> None:
+    # `--config ""` is no config file: the hang-up held as it started is
+    # delivered, and ends the development server as it always did.
+    result = subprocess.run(
+        [
+            *(sys.executable, "-c", EMPTY_CONFIG, "serve", "--config="),
+            *("--state-dir", str(tmp_path), "--mx-port", "0", "--submission-port", "0"),
+        ],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == -signal.SIGHUP, result
+
+
 HUP_WHILE_STARTING = """
 import os, signal, sys
 from smtp_recv import _cli
