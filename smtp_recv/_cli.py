@@ -316,7 +316,12 @@ def production_plan(args: argparse.Namespace) -> ServerPlan:
         config = replace(config, mx=replace(config.mx, port=args.mx_port))
     if args.submission_port is not None:
         config = replace(config, submission=replace(config.submission, port=args.submission_port))
-    tables = ConfigTables(settings)
+    overridden = [
+        name
+        for name, port in (("mx", args.mx_port), ("submission", args.submission_port))
+        if port is not None
+    ]
+    tables = ConfigTables(settings, overridden=overridden)
     return ServerPlan(
         forward=tables,
         auth=tables,

@@ -16,7 +16,7 @@ on a connection that logged in before: the sender check asks the new table.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from ._hooks import Certificate
@@ -37,10 +37,14 @@ class ConfigTables:
     """The config file's tables as the server's Forward, Auth, SenderPolicy and CertByHost.
 
     Each call asks the tables loaded last; :meth:`reload` replaces them.
+    ``overridden`` names the settings the command line sets whatever the
+    file says (``--mx-port``): a change in the file to those needs no
+    restart, as a restart would not apply it either.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, overridden: Collection[str] = ()) -> None:
         self._settings = settings
+        self._overridden = frozenset(overridden)
 
     @property
     def settings(self) -> Settings:
@@ -73,7 +77,8 @@ class ConfigTables:
         changed = [
             field.name
             for field in dataclasses.fields(running.config)
-            if getattr(running.config, field.name) != getattr(new.config, field.name)
+            if field.name not in self._overridden
+            and getattr(running.config, field.name) != getattr(new.config, field.name)
         ]
         if not (running.hostname_in_file or new.hostname_in_file) and "hostname" in changed:
             # Both the system's name, looked up again: a resolver's hiccup
