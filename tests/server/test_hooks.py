@@ -469,18 +469,27 @@ async def test_shutdown_cuts_short_a_penalty_between_transactions(
         await server.stopped.wait()
 
 
-async def test_shutdown_lets_a_pipelined_transaction_finish_through_a_penalty(
-    cert_set: CertSet, autojump_clock: MockClock
-) -> None:
-    # RFC 2920: the whole envelope in one write.  The refused recipient
-    # costs a delay; shutdown begins during it, in the transaction.
-    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=3)
+@contextlib.asynccontextmanager
+async def penalised(
+    cert_set: CertSet, error_delay: float
+) -> AsyncIterator[tuple[Running, Client, RecordingMailer]]:
+    """A greeted client whose every refused command costs ``error_delay``."""
+    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=error_delay)
     mailer = RecordingMailer()
     async with (
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
     ):
         await client.greeting_and_ehlo()
+        yield server, client, mailer
+
+
+async def test_shutdown_lets_a_pipelined_transaction_finish_through_a_penalty(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    # RFC 2920: the whole envelope in one write.  The refused recipient
+    # costs a delay; shutdown begins during it, in the transaction.
+    async with penalised(cert_set, error_delay=3) as (server, client, mailer):
         await trio.sleep(SHUTDOWN_QUIT_WAIT + 1)
         await client.send(
             b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.org>\r\n"
@@ -532,13 +541,7 @@ async def test_shutdown_leaves_no_deadline_behind_for_a_transaction_that_goes_on
 ) -> None:
     # Shutdown begins during a penalty, with the rest of the envelope
     # already received: nothing may then time the client out (421 4.4.2).
-    config = base_config(shutdown_grace=30, soft_error_limit=0, error_delay=0.6)
-    mailer = RecordingMailer()
-    async with (
-        running(cert_set, config=config, mailer=mailer) as server,
-        await Client.connect(server.mx) as client,
-    ):
-        await client.greeting_and_ehlo()
+    async with penalised(cert_set, error_delay=0.6) as (server, client, mailer):
         await client.send(b"MAIL FROM:<a@example.org>\r\nRCPT TO:<x@elsewhere.org>\r\n")
         await trio.sleep(0.05)
         await client.send(b"RCPT TO:<y@elsewhere.org>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
