@@ -99,8 +99,8 @@ HOST = "mx.our.example"
 CONFIGS: tuple[SessionConfig, ...] = (
     # The MX listener before STARTTLS, as ServerContext builds it.
     SessionConfig(hostname=HOST, offer_starttls=True),
-    # The MX listener after STARTTLS.
-    SessionConfig(hostname=HOST, offer_starttls=True, tls_active=True),
+    # The MX listener after STARTTLS, offering DSN (so its parameters are parsed).
+    SessionConfig(hostname=HOST, offer_starttls=True, tls_active=True, dsn=True),
     # The submission listener (implicit TLS, AUTH required).
     SessionConfig(hostname=HOST, tls_active=True, offer_auth=True, auth_required=True),
     # Normalising mode: bare CR/LF passed through.

@@ -199,6 +199,13 @@ class ServerConfig:
     smtputf8: bool = True
     #: Offer CHUNKING / BDAT (RFC 3030).
     chunking: bool = True
+    #: Offer DSN (RFC 3461): the client's RET, ENVID, NOTIFY and ORCPT reach
+    #: the Mailer in ``Mail.parameters`` and each ``Recipient``.  Turn it on
+    #: only when the Mailer honours them: offering DSN promises the delivery
+    #: notifications they ask for, or that they are relayed to a next hop
+    #: that offers DSN.  Off, they get ``555 5.5.4``, as any parameter of an
+    #: extension not offered (RFC 5321 4.1.1.11).
+    dsn: bool = False
 
     def __post_init__(self) -> None:
         name = self.hostname

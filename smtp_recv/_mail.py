@@ -42,7 +42,8 @@ class Recipient:
     address: str
     #: Where the :class:`~smtp_recv.Forward` hook sends it (MX); empty on submission.
     targets: tuple[str, ...] = ()
-    #: The DSN parameters of RCPT TO (RFC 3461).
+    #: The DSN parameters of RCPT TO (RFC 3461); given only when
+    #: :attr:`ServerConfig.dsn <smtp_recv.ServerConfig.dsn>` offers DSN.
     parameters: RcptParameters = field(default_factory=RcptParameters)
 
 

@@ -136,6 +136,7 @@ class ServerContext:
                 auth_required=role is Role.SUBMISSION,
                 smtputf8=config.smtputf8,
                 chunking=config.chunking,
+                dsn=config.dsn,
                 reject_bare_line_endings=config.reject_bare_line_endings,
                 max_non_mail_commands=config.max_non_mail_commands,
             )

@@ -174,12 +174,14 @@ def _xtext(value: str | None, maximum: int) -> str:
 
 
 def parse_mail(
-    argument: str, *, smtputf8_offered: bool, chunking_offered: bool
+    argument: str, *, smtputf8_offered: bool, chunking_offered: bool, dsn_offered: bool
 ) -> tuple[str, MailParameters]:
     """Parse the argument of MAIL (``FROM:<path> [parameters]``)."""
     path, words = split_path_and_parameters(argument, "FROM:", replies.MAIL_SYNTAX)
     parameters = (
-        _mail_parameters(words, smtputf8_offered, chunking_offered) if words else NO_MAIL_PARAMETERS
+        _mail_parameters(words, smtputf8_offered, chunking_offered, dsn_offered)
+        if words
+        else NO_MAIL_PARAMETERS
     )
     sender = parse_path(path, replies.BAD_SENDER_ADDRESS)
     if not parameters.smtputf8 and not sender.isascii():
@@ -188,7 +190,7 @@ def parse_mail(
 
 
 def _mail_parameters(
-    words: list[str], smtputf8_offered: bool, chunking_offered: bool
+    words: list[str], smtputf8_offered: bool, chunking_offered: bool, dsn_offered: bool
 ) -> MailParameters:
     """MAIL's parameter words, checked (RFC 1870, 6152, 6531, 3461, 4954)."""
     params = _parameters(words)
@@ -217,7 +219,7 @@ def _mail_parameters(
             if value is not None:
                 raise _Refusal(replies.BAD_PARAMETER)
             smtputf8 = True
-        elif key == "RET":
+        elif key == "RET" and dsn_offered:
             upper = ascii_upper(value or "")
             if upper == "FULL":
                 ret = "FULL"
@@ -225,7 +227,7 @@ def _mail_parameters(
                 ret = "HDRS"
             else:
                 raise _Refusal(replies.BAD_PARAMETER)
-        elif key == "ENVID":
+        elif key == "ENVID" and dsn_offered:
             envid = _xtext(value, _ENVID_MAX)
         elif key == "AUTH":
             # RFC 4954 section 5; Office 365 sends AUTH=<>.  Informational only:
@@ -236,10 +238,10 @@ def _mail_parameters(
     return MailParameters(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth)
 
 
-def parse_rcpt(argument: str, *, smtputf8: bool) -> tuple[str, RcptParameters]:
+def parse_rcpt(argument: str, *, smtputf8: bool, dsn_offered: bool) -> tuple[str, RcptParameters]:
     """Parse the argument of RCPT (``TO:<path> [parameters]``)."""
     path, words = split_path_and_parameters(argument, "TO:", replies.RCPT_SYNTAX)
-    parameters = _rcpt_parameters(words) if words else NO_RCPT_PARAMETERS
+    parameters = _rcpt_parameters(words, dsn_offered) if words else NO_RCPT_PARAMETERS
     recipient = parse_path(path, replies.BAD_RECIPIENT_ADDRESS, postmaster=True)
     if not recipient:
         raise _Refusal(replies.NULL_RECIPIENT)
@@ -248,9 +250,12 @@ def parse_rcpt(argument: str, *, smtputf8: bool) -> tuple[str, RcptParameters]:
     return recipient, parameters
 
 
-def _rcpt_parameters(words: list[str]) -> RcptParameters:
-    """RCPT's parameter words, checked (RFC 3461: NOTIFY and ORCPT)."""
+def _rcpt_parameters(words: list[str], dsn_offered: bool) -> RcptParameters:
+    """RCPT's parameter words, checked (RFC 3461: NOTIFY and ORCPT, when DSN is offered)."""
     params = _parameters(words)
+    if not dsn_offered:
+        # NOTIFY and ORCPT (DSN) are the only RCPT parameters there are.
+        raise _Refusal(replies.UNKNOWN_PARAMETER)
     notify: tuple[str, ...] | None = None
     orcpt: str | None = None
     for key, value in params.items():

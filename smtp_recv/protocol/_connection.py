@@ -88,6 +88,13 @@ class SessionConfig:
     smtputf8: bool = True
     #: Offer CHUNKING and BINARYMIME (RFC 3030).
     chunking: bool = True
+    #: Offer DSN (RFC 3461) and take its parameters (RET, ENVID, NOTIFY,
+    #: ORCPT) into the events.  Offering it promises the delivery status
+    #: notifications they ask for, so only a server whose delivery sends them
+    #: (or relays them to a next hop that offers DSN) turns it on; without it
+    #: they are unknown parameters (``555 5.5.4``), as for any extension not
+    #: offered (RFC 5321 4.1.1.11).
+    dsn: bool = False
     #: Put RFC 3463 codes on replies and offer ENHANCEDSTATUSCODES (RFC 2034).
     enhanced_status_codes: bool = True
     #: Refuse DATA messages with a bare CR or LF (``550 5.5.2``) or a NUL
@@ -487,6 +494,8 @@ class ServerConnection:
             keywords.append("ENHANCEDSTATUSCODES")
         if config.chunking:
             keywords += ["CHUNKING", "BINARYMIME"]
+        if config.dsn:
+            keywords.append("DSN")
         if config.offer_starttls and not config.tls_active:
             keywords.append("STARTTLS")
         if config.offer_auth and config.tls_active:
@@ -499,6 +508,7 @@ class ServerConnection:
             argument,
             smtputf8_offered=self.config.smtputf8,
             chunking_offered=self.config.chunking,
+            dsn_offered=self.config.dsn,
         )
         if parameters.size is not None and parameters.size > self.config.max_message_size:
             # RFC 1870 section 6.1: refuse at once, before any data is sent.
@@ -508,7 +518,9 @@ class ServerConnection:
     def _rcpt(self, argument: str, new: State) -> None:
         if len(self._recipients) >= self.config.max_recipients:
             raise _Refusal(replies.TOO_MANY_RECIPIENTS)
-        recipient, parameters = parse_rcpt(argument, smtputf8=self._mail_parameters.smtputf8)
+        recipient, parameters = parse_rcpt(
+            argument, smtputf8=self._mail_parameters.smtputf8, dsn_offered=self.config.dsn
+        )
         self._decide(RcptTo(recipient=recipient, parameters=parameters))
 
     def _decide(self, event: MailFrom | RcptTo | AuthCredentials | MessageComplete) -> None:

@@ -42,9 +42,9 @@ class MailParameters:
     body: Literal["7BIT", "8BITMIME", "BINARYMIME"] | None = None
     #: ``SMTPUTF8`` (RFC 6531) was given.
     smtputf8: bool = False
-    #: ``RET=`` (RFC 3461): ``FULL`` or ``HDRS``.
+    #: ``RET=`` (RFC 3461, only when ``SessionConfig.dsn``): ``FULL`` or ``HDRS``.
     ret: Literal["FULL", "HDRS"] | None = None
-    #: ``ENVID=`` (RFC 3461), still xtext-encoded.
+    #: ``ENVID=`` (RFC 3461, only when ``SessionConfig.dsn``), still xtext-encoded.
     envid: str | None = None
     #: ``AUTH=`` (RFC 4954 section 5), e.g. ``"<>"``; informational only.
     auth: str | None = None
@@ -52,7 +52,7 @@ class MailParameters:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RcptParameters:
-    """The ESMTP parameters of RCPT TO (RFC 3461 DSN)."""
+    """The ESMTP parameters of RCPT TO (RFC 3461 DSN, only when ``SessionConfig.dsn``)."""
 
     #: ``NOTIFY=``: ``("NEVER",)`` or a subset of SUCCESS, FAILURE, DELAY.
     notify: tuple[str, ...] | None = None

@@ -105,6 +105,7 @@ rows = [
         prelude="greet",
         send=b"MAIL FROM:<a@victim.example> ENVID=" + b"a" * 1200 + b"\r\n",
         expect=("500 5.5.2",),
+        config={"dsn": True},
     ),
     Row(
         name="rcpt-line-too-long",
@@ -113,6 +114,7 @@ rows = [
         send=b"RCPT TO:<b@our.example> ORCPT=rfc822;" + b"a" * 1100 + b"\r\n",
         expect=("500 5.5.2",),
         lookups=(),
+        config={"dsn": True},
     ),
     Row(
         name="path-too-long",

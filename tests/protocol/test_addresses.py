@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from protocol_harness import SPLITS, Dialogue, greeted
+from protocol_harness import SPLITS, Dialogue, config, greeted
 
 from smtp_recv.protocol import (
     CommandRejected,
@@ -43,9 +43,15 @@ def refusal_of(call: Callable[[], object]) -> Reply:
 
 
 def mail(
-    argument: str, *, smtputf8: bool = True, chunking: bool = True
+    argument: str, *, smtputf8: bool = True, chunking: bool = True, dsn: bool = True
 ) -> tuple[str, MailParameters]:
-    return parse_mail(argument, smtputf8_offered=smtputf8, chunking_offered=chunking)
+    return parse_mail(
+        argument, smtputf8_offered=smtputf8, chunking_offered=chunking, dsn_offered=dsn
+    )
+
+
+def rcpt(argument: str, *, smtputf8: bool = False, dsn: bool = True) -> tuple[str, RcptParameters]:
+    return parse_rcpt(argument, smtputf8=smtputf8, dsn_offered=dsn)
 
 
 # -- parse_path ---------------------------------------------------------------
@@ -389,6 +395,13 @@ def test_rfc3461_ret_and_envid() -> None:
     assert mail("FROM:<> ENVID=" + "e" * 100)[1].envid == "e" * 100
 
 
+@pytest.mark.parametrize("parameter", ["RET=FULL", "ENVID=x"])
+def test_rfc3461_mail_parameters_without_dsn_offered_are_555(parameter: str) -> None:
+    """RFC 5321 4.1.1.11: a parameter of an extension not offered is not implemented."""
+    reply = refusal_of(lambda: mail(f"FROM:<a@b.example> {parameter}", dsn=False))
+    assert reply is replies.UNKNOWN_PARAMETER
+
+
 def test_rfc4954_5_auth_parameter_is_accepted_and_informational() -> None:
     """Office 365 sends ``AUTH=<>`` on port 25 (SECURITY-CASES 6)."""
     assert mail("FROM:<a@b.example> AUTH=<>")[1].auth == "<>"
@@ -427,33 +440,28 @@ def test_rfc5321_4_1_1_2_malformed_sender_is_501_5_1_7() -> None:
 
 # -- RCPT -----------------------------------------------------------------------
 def test_rfc5321_4_1_1_3_rcpt() -> None:
-    assert parse_rcpt("TO:<rcpt@our.example>", smtputf8=False) == (
+    assert rcpt("TO:<rcpt@our.example>") == (
         "rcpt@our.example",
         RcptParameters(),
     )
-    assert parse_rcpt("to:<Postmaster>", smtputf8=False)[0] == "Postmaster"
-    assert (
-        parse_rcpt("TO:<@relay.example:rcpt@our.example>", smtputf8=False)[0] == "rcpt@our.example"
-    )
+    assert rcpt("to:<Postmaster>")[0] == "Postmaster"
+    assert rcpt("TO:<@relay.example:rcpt@our.example>")[0] == "rcpt@our.example"
 
 
 def test_rcpt_to_the_null_path_is_501_5_1_3() -> None:
-    reply = refusal_of(lambda: parse_rcpt("TO:<>", smtputf8=False))
+    reply = refusal_of(lambda: rcpt("TO:<>"))
     assert reply is replies.NULL_RECIPIENT
     assert (reply.code, reply.enhanced) == (501, "5.1.3")
 
 
 def test_malformed_recipient_is_501_5_1_3() -> None:
-    reply = refusal_of(lambda: parse_rcpt("TO:<rc\x01pt@our.example>", smtputf8=False))
+    reply = refusal_of(lambda: rcpt("TO:<rc\x01pt@our.example>"))
     assert (reply.code, reply.enhanced) == (501, "5.1.3")
 
 
 def test_rfc6531_utf8_recipient_needs_smtputf8_on_mail() -> None:
-    assert parse_rcpt("TO:<jöran@bücher.example>", smtputf8=True)[0] == "jöran@bücher.example"
-    assert (
-        refusal_of(lambda: parse_rcpt("TO:<jöran@bücher.example>", smtputf8=False))
-        is replies.UTF8_NOT_DECLARED
-    )
+    assert rcpt("TO:<jöran@bücher.example>", smtputf8=True)[0] == "jöran@bücher.example"
+    assert refusal_of(lambda: rcpt("TO:<jöran@bücher.example>")) is replies.UTF8_NOT_DECLARED
 
 
 @pytest.mark.parametrize(
@@ -467,45 +475,40 @@ def test_rfc6531_utf8_recipient_needs_smtputf8_on_mail() -> None:
     ],
 )
 def test_rfc3461_notify(value: str, notify: tuple[str, ...]) -> None:
-    assert parse_rcpt(f"TO:<r@our.example> NOTIFY={value}", smtputf8=False)[1].notify == notify
+    assert rcpt(f"TO:<r@our.example> NOTIFY={value}")[1].notify == notify
 
 
 @pytest.mark.parametrize("value", ["NEVER,SUCCESS", "SUCCESS,SUCCESS", "SOMETIMES", "", "SUCCESS,"])
 def test_rfc3461_malformed_notify_is_501(value: str) -> None:
     parameter = f"NOTIFY={value}" if value else "NOTIFY"
-    assert (
-        refusal_of(lambda: parse_rcpt(f"TO:<r@our.example> {parameter}", smtputf8=False))
-        is replies.BAD_PARAMETER
-    )
+    assert refusal_of(lambda: rcpt(f"TO:<r@our.example> {parameter}")) is replies.BAD_PARAMETER
 
 
 def test_rfc3461_orcpt() -> None:
-    parameters = parse_rcpt(
-        "TO:<r@our.example> ORCPT=rfc822;r+40our.example NOTIFY=NEVER", smtputf8=False
-    )[1]
+    parameters = rcpt("TO:<r@our.example> ORCPT=rfc822;r+40our.example NOTIFY=NEVER")[1]
     assert parameters == RcptParameters(notify=("NEVER",), orcpt="rfc822;r+40our.example")
     for value in ("ORCPT=rfc822", "ORCPT", "ORCPT=;a", "ORCPT=rfc_822;a", "ORCPT=rfc822;a+zz"):
         assert (
-            refusal_of(
-                lambda value=value: parse_rcpt(f"TO:<r@our.example> {value}", smtputf8=False)
-            )
+            refusal_of(lambda value=value: rcpt(f"TO:<r@our.example> {value}"))
             is replies.BAD_PARAMETER
         )
 
 
+@pytest.mark.parametrize("parameter", ["NOTIFY=NEVER", "ORCPT=rfc822;r@our.example"])
+def test_rfc3461_rcpt_parameters_without_dsn_offered_are_555(parameter: str) -> None:
+    reply = refusal_of(lambda: rcpt(f"TO:<r@our.example> {parameter}", dsn=False))
+    assert reply is replies.UNKNOWN_PARAMETER
+    # A malformed word is still a syntax error first, as for MAIL.
+    assert refusal_of(lambda: rcpt("TO:<r@our.example> =x", dsn=False)) is replies.BAD_PARAMETER
+
+
 def test_unknown_rcpt_parameter_is_555() -> None:
-    assert (
-        refusal_of(lambda: parse_rcpt("TO:<r@our.example> SIZE=1", smtputf8=False))
-        is replies.UNKNOWN_PARAMETER
-    )
+    assert refusal_of(lambda: rcpt("TO:<r@our.example> SIZE=1")) is replies.UNKNOWN_PARAMETER
 
 
 def test_rcpt_syntax_errors_are_501_5_5_4() -> None:
     for argument in ("", "TO", "FROM:<r@our.example>", "TO:r@our.example"):
-        assert (
-            refusal_of(lambda argument=argument: parse_rcpt(argument, smtputf8=False))
-            is replies.RCPT_SYNTAX
-        )
+        assert refusal_of(lambda argument=argument: rcpt(argument)) is replies.RCPT_SYNTAX
 
 
 # -- HELO names -------------------------------------------------------------------
@@ -542,7 +545,7 @@ def test_is_domain() -> None:
 def test_mail_and_rcpt_lines_fed_whole_bytewise_and_with_trailing_data(
     split: Callable[[bytes], list[bytes]],
 ) -> None:
-    dialogue = greeted()
+    dialogue = greeted(config(dsn=True))
     events = dialogue.feed(
         b"MAIL FROM:<a@b.example> SIZE=100 BODY=8BITMIME\r\n"
         b"RCPT TO:<@relay.example:r@our.example> NOTIFY=NEVER\r\n"

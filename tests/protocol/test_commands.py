@@ -123,9 +123,10 @@ def ehlo_keywords(session: SessionConfig) -> list[str]:
         (
             {},
             ["PIPELINING", "8BITMIME", "SMTPUTF8", "CHUNKING", "BINARYMIME"],
-            ["STARTTLS", "AUTH PLAIN LOGIN"],
+            ["STARTTLS", "AUTH PLAIN LOGIN", "DSN"],
         ),
         ({"max_message_size": 1000}, ["SIZE 1000"], []),
+        ({"dsn": True}, ["DSN"], []),
         ({"smtputf8": False}, [], ["SMTPUTF8"]),
         ({"chunking": False}, [], ["CHUNKING", "BINARYMIME"]),
         ({"enhanced_status_codes": False}, [], ["ENHANCEDSTATUSCODES"]),
@@ -285,6 +286,23 @@ def test_rfc6531_smtputf8_session() -> None:
     assert dialogue.conn.recipients == ("用户@例子.example",)
 
 
+@pytest.mark.parametrize(
+    "line", ["MAIL FROM:<a@b.example> RET=HDRS", "MAIL FROM:<a@b.example> ENVID=x"]
+)
+def test_rfc5321_4_1_1_11_dsn_mail_parameters_not_offered_are_555(line: str) -> None:
+    dialogue = greeted()
+    assert dialogue.say(line) == replies.UNKNOWN_PARAMETER.to_bytes()
+    assert not dialogue.of_type(MailFrom)
+
+
+def test_rfc5321_4_1_1_11_dsn_rcpt_parameters_not_offered_are_555() -> None:
+    dialogue = in_transaction(recipients=())
+    for parameter in ("NOTIFY=NEVER", "ORCPT=rfc822;r@our.example"):
+        line = f"RCPT TO:<r@our.example> {parameter}"
+        assert dialogue.say(line) == replies.UNKNOWN_PARAMETER.to_bytes()
+    assert not dialogue.of_type(RcptTo)
+
+
 def test_rfc6531_smtputf8_not_offered_is_555_and_utf8_553() -> None:
     dialogue = greeted(smtputf8=False)
     assert dialogue.say("MAIL FROM:<a@b.example> SMTPUTF8") == replies.UNKNOWN_PARAMETER.to_bytes()
@@ -293,7 +311,7 @@ def test_rfc6531_smtputf8_not_offered_is_555_and_utf8_553() -> None:
 
 # -- RCPT --------------------------------------------------------------------------
 def test_rfc5321_4_1_1_3_rcpt_to() -> None:
-    dialogue = greeted()
+    dialogue = greeted(config(dsn=True))
     dialogue.say("MAIL FROM:<>")
     assert dialogue.say("RCPT TO:<r@our.example> NOTIFY=FAILURE ORCPT=rfc822;r@our.example") == (
         b"250 2.1.5 Recipient OK\r\n"
@@ -324,7 +342,7 @@ def test_rfc5321_4_5_1_rcpt_to_postmaster_is_accepted() -> None:
     ],
 )
 def test_keywords_are_ascii_and_no_other_letter_upper_cases_into_them(line: str, code: int) -> None:
-    dialogue = in_transaction(recipients=())
+    dialogue = in_transaction(config(dsn=True), recipients=())
     assert codes(dialogue.say(line)) == [code]
     assert not dialogue.of_type(RcptTo)
 
@@ -608,7 +626,7 @@ def test_a_command_line_of_512_octets_is_read_513_is_too_long() -> None:
 
 
 def test_rfc1870_3_and_rfc4954_5_mail_may_be_longer_by_its_parameters() -> None:
-    dialogue = greeted()
+    dialogue = greeted(config(dsn=True))
     envid = "e" * 100
     auth = "a" * 400
     line = f"MAIL FROM:<{'l' * 64}@{'d' * 180}> SIZE=1000 ENVID={envid} AUTH={auth} RET=FULL"
@@ -620,7 +638,7 @@ def test_rfc1870_3_and_rfc4954_5_mail_may_be_longer_by_its_parameters() -> None:
 
 
 def test_rfc3461_rcpt_may_be_longer_by_its_dsn_parameters() -> None:
-    dialogue = in_transaction(recipients=())
+    dialogue = in_transaction(config(dsn=True), recipients=())
     orcpt = "rfc822;" + "o" * 480
     line = f"RCPT TO:<{'l' * 64}@{'d' * 180}> ORCPT={orcpt}"
     assert limits.COMMAND_LINE < len(line) + 2 <= limits.RCPT_LINE

@@ -11,7 +11,7 @@ import pytest
 from smtp_recv import Role, UserMail
 from smtp_recv.protocol import MailParameters, RcptParameters
 
-from .conftest import CertSet, Client, RecordingMailer, running
+from .conftest import CertSet, Client, RecordingMailer, base_config, running
 
 BODY = b"Subject: t\r\n\r\nhi\r\n"
 
@@ -65,7 +65,7 @@ async def test_forward_targets_kept_beside_original_recipient(cert_set: CertSet)
 async def test_esmtp_parameters_reach_the_mailer(cert_set: CertSet) -> None:
     mailer = RecordingMailer()
     async with (
-        running(cert_set, mailer=mailer) as server,
+        running(cert_set, mailer=mailer, config=base_config(dsn=True)) as server,
         await Client.connect(server.mx) as client,
     ):
         await client.greeting_and_ehlo()
