@@ -162,6 +162,35 @@ class _HookTimedOut(BaseException):
     """
 
 
+class _HookCrashed(Exception):
+    """A hook raised a ``BaseException`` that is its own bug, not ours to pass on.
+
+    E.g. ``asyncio.CancelledError`` from a library bridged to asyncio, a
+    ``BaseException`` subclass of its own, or a ``Cancelled`` the hook caught
+    in a scope of its own and raised again later.  Unwinding the session with
+    it would end every other session of the server; as an ``Exception`` it is
+    the hook's failure (``451``/``454``), like any other.
+    """
+
+
+def _crashed(error: BaseException) -> bool:
+    """Whether a hook's ``error`` that is no ``Exception`` is the hook's own bug.
+
+    ``KeyboardInterrupt`` and ``SystemExit`` ask the process to stop, and a
+    ``Cancelled`` while a scope around the session is cancelled is that
+    cancellation: those go on up, as does anything holding one of them.
+    """
+    if isinstance(error, Exception):
+        return False
+    stops = (KeyboardInterrupt, SystemExit)
+    if isinstance(error, BaseExceptionGroup):
+        if error.subgroup(stops) is not None:
+            return False
+    elif isinstance(error, stops):
+        return False
+    return not (_holds_cancelled(error) and trio.current_effective_deadline() == -math.inf)
+
+
 def _holds_cancelled(error: BaseException) -> bool:
     """Whether ``error`` is, or a group of it holds, ``trio.Cancelled``."""
     if isinstance(error, BaseExceptionGroup):
@@ -204,6 +233,25 @@ def _reply_from(reject: Reject, unusable: Reply = replies.TEMPORARY_FAILURE) -> 
     except ValueError:
         log.warning("hook raised Reject with an unusable reply: %r", reject.args)
         return unusable
+
+
+def _checked_user_id(found: object) -> str | None:
+    """The Auth hook's answer, or ``TypeError`` (a hook bug: ``454``).
+
+    Only a user id (a non-empty ``str``) logs the client in.  ``False``
+    from ``return password == stored``, ``""`` or a coroutine not awaited
+    must never count as one.
+    """
+    if found is None or (isinstance(found, str) and found):
+        return found
+    raise TypeError(f"Auth.verify must return a user id (str) or None, not {found!r}")
+
+
+def _checked_permission(found: object) -> bool:
+    """The SenderPolicy hook's answer, or ``TypeError`` (a hook bug: ``451``)."""
+    if isinstance(found, bool):
+        return found
+    raise TypeError(f"SenderPolicy.may_send_as must return a bool, not {found!r}")
 
 
 def _checked_targets(found: object) -> tuple[str, ...]:
@@ -681,6 +729,10 @@ class Session:
         except StopIteration as done:
             result: T = done.value
             return result
+        except BaseException as error:
+            if _crashed(error):
+                raise _HookCrashed(f"{name} raised {type(error).__name__}") from error
+            raise
         wait = self._wait
         self._waiting = _Waiting.HOOK
         self._hook_name, self._hook_timeout_reply = name, on_timeout
@@ -699,6 +751,8 @@ class Session:
             self._end_hook_wait(wait)
             if wait.cancel_called:
                 self._waiting = _Waiting.SPENT
+            if _crashed(error):
+                raise _HookCrashed(f"{name} raised {type(error).__name__}") from error
             raise
         # The hook answered, maybe as its deadline passed (a thread that
         # cannot be abandoned finishes its work): the answer stands.  A
@@ -727,14 +781,16 @@ class Session:
         assert self._user_id is not None
         assert self._username is not None
         try:
-            allowed = await self._hook(
-                "SenderPolicy hook",
-                self._config.hook_timeout,
-                replies.TEMPORARY_FAILURE,
-                self._context.sender_policy.may_send_as,
-                self._user_id,
-                self._username,
-                event.sender,
+            allowed = _checked_permission(
+                await self._hook(
+                    "SenderPolicy hook",
+                    self._config.hook_timeout,
+                    replies.TEMPORARY_FAILURE,
+                    self._context.sender_policy.may_send_as,
+                    self._user_id,
+                    self._username,
+                    event.sender,
+                )
             )
         except Reject as reject:
             await self._refuse(conn, _reply_from(reject))
@@ -811,14 +867,16 @@ class Session:
             return
         host = self.tls.server_name if self.tls else None
         try:
-            user_id = await self._hook(
-                "Auth hook",
-                self._config.hook_timeout,
-                replies.AUTH_TEMPORARY_FAILURE,
-                self._context.auth.verify,
-                host,
-                event.username,
-                event.password,
+            user_id = _checked_user_id(
+                await self._hook(
+                    "Auth hook",
+                    self._config.hook_timeout,
+                    replies.AUTH_TEMPORARY_FAILURE,
+                    self._context.auth.verify,
+                    host,
+                    event.username,
+                    event.password,
+                )
             )
         except Reject as reject:
             # The hook's decision, counted like any hook's Reject; a

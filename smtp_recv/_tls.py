@@ -183,8 +183,12 @@ class TLSContexts:
             certificate = self._certs.get(server_name)
             if certificate is not None:
                 ssl_object.context = self._context_for(certificate)
-        except Exception:
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except BaseException:
             # A failing lookup must not fail the handshake: keep the default.
+            # (Nothing here can be a trio cancellation: this runs inside
+            # OpenSSL's callback, where nothing is awaited.)
             log.exception("certificate lookup for %r failed; using the default", server_name)
 
 

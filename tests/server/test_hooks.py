@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Sequence
-from typing import NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import ClassVar, NoReturn
 
 import pytest
 import trio
+import trio.lowlevel
 import trio.testing
 
 import smtp_recv
@@ -127,6 +129,170 @@ async def test_forward_exception_gives_451_and_reject_its_reply(cert_set: CertSe
         assert (await client.reply()).code == 250
     (delivered,) = mailer.delivered
     assert [r.address for r in delivered.mail.recipients] == ["ok@example.com"]
+
+
+class OwnBaseException(BaseException):
+    """What a hook's own code may define, wrongly, outside ``Exception``."""
+
+
+async def asyncio_cancelled() -> BaseException:
+    # A library bridged to asyncio raises it: a BaseException since 3.8.
+    return asyncio.CancelledError()
+
+
+async def own_base_exception() -> BaseException:
+    return OwnBaseException("boom")
+
+
+async def stray_cancelled() -> BaseException:
+    """A Cancelled that the hook caught in a scope of its own and keeps."""
+    with trio.CancelScope() as scope:
+        scope.cancel()
+        try:
+            await trio.lowlevel.checkpoint()
+        except trio.Cancelled as caught:
+            kept = caught
+    return kept
+
+
+async def group_of_them() -> BaseException:
+    return BaseExceptionGroup("hook tasks", [asyncio.CancelledError(), OwnBaseException()])
+
+
+class CrashingHooks:
+    """Forward, Auth, SenderPolicy and Mailer that raise a BaseException for "crash".
+
+    ``suspend`` says whether they suspend first: the session runs a hook's
+    first step directly and only the rest under its wait scope.
+    """
+
+    def __init__(self, make: Callable[[], Awaitable[BaseException]], suspend: bool) -> None:
+        self.make, self.suspend = make, suspend
+        self.mailer = RecordingMailer()
+
+    async def _crash_if(self, crash: bool) -> None:
+        if self.suspend:
+            await trio.lowlevel.checkpoint()
+        if crash:
+            raise await self.make()
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        await self._crash_if(recipient.startswith("crash@"))
+        return [recipient]
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        await self._crash_if(username.startswith("crash@"))
+        return username
+
+    async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
+        await self._crash_if(sender.startswith("crash@"))
+        return True
+
+    async def forward(self, mail: smtp_recv.Mail) -> None:
+        await self._crash_if(b"crash" in mail.data)
+        await self.mailer.forward(mail)
+
+    async def send(self, mail: smtp_recv.UserMail) -> None:
+        await self._crash_if(b"crash" in mail.data)
+        await self.mailer.send(mail)
+
+
+CRASHES = {
+    "asyncio-cancelled": asyncio_cancelled,
+    "own-base-exception": own_base_exception,
+    "stray-cancelled": stray_cancelled,
+    "group": group_of_them,
+}
+
+
+@pytest.mark.parametrize("suspend", [False, True], ids=["at-once", "after-suspending"])
+@pytest.mark.parametrize("make", CRASHES.values(), ids=CRASHES.keys())
+async def test_a_hook_raising_a_base_exception_fails_its_command_only(
+    cert_set: CertSet, make: Callable[[], Awaitable[BaseException]], suspend: bool
+) -> None:
+    """No exception of one session reaches the server, nor any other session."""
+    hooks = CrashingHooks(make, suspend)
+    crash = b"Subject: crash\r\n\r\nx\r\n"
+    async with (
+        running(cert_set, forward=hooks, auth=hooks, mailer=hooks, sender_policy=hooks) as server,
+        await Client.connect(server.mx) as bystander,
+        await Client.connect(server.mx) as client,
+        await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as user,
+    ):
+        await bystander.greeting_and_ehlo()
+        assert (await bystander.command("MAIL FROM:<a@b.example>")).code == 250
+        await client.greeting_and_ehlo()
+        assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+        failed = await client.command("RCPT TO:<crash@example.com>")
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        assert (await client.command("RCPT TO:<ok@example.com>")).code == 250
+        assert (await client.command("DATA")).code == 354
+        await client.send(crash + b".\r\n")
+        failed = await client.reply()
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+
+        await user.greeting_and_ehlo()
+        failed = await user.login("crash@example.com")
+        assert (failed.code, failed.enhanced) == (454, "4.7.0")
+        assert (await user.login()).code == 235
+        failed = await user.command("MAIL FROM:<crash@example.com>")
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        answer = await user.send_message("user@example.com", ["x@elsewhere.example"], crash)
+        assert (answer.code, answer.enhanced) == (451, "4.3.0")
+
+        # Every session goes on, the bystander's transaction included.
+        assert (await client.send_message("a@b.example", ["ok@example.com"])).code == 250
+        assert (await user.send_message("user@example.com", ["x@elsewhere.example"])).code == 250
+        assert (await bystander.command("RCPT TO:<ok@example.com>")).code == 250
+        assert (await bystander.command("DATA")).code == 354
+        await bystander.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        assert (await bystander.reply()).code == 250
+    assert len(hooks.mailer.delivered) == 3
+    assert server.cancelled  # serve ended by our stop, not by the hooks' exceptions
+
+
+class WrongAnswers:
+    """An Auth and a SenderPolicy that answer with the wrong types, as a slip in code does."""
+
+    ANSWERS: ClassVar[dict[str, object]] = {
+        "false": False,  # return password == stored
+        "empty": "",
+        "zero": 0,
+        "true": True,
+        "list": ["user@example.com"],
+    }
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        local = username.split("@")[0]
+        return self.ANSWERS.get(local, username)  # type: ignore[return-value]
+
+    async def may_send_as(self, user_id: str, username: str, sender: str) -> bool:
+        local = sender.split("@")[0]
+        return self.ANSWERS.get(local, True)  # type: ignore[return-value]
+
+
+async def test_only_a_user_id_logs_in_and_only_a_bool_allows_a_sender(cert_set: CertSet) -> None:
+    """A wrong type is the hook's bug: a temporary failure, never a success."""
+    hooks = WrongAnswers()
+    async with (
+        running(cert_set, auth=hooks, sender_policy=hooks) as server,
+        await Client.connect(
+            server.submission, tls=cert_set.client_context(), server_hostname="mx.example.com"
+        ) as user,
+    ):
+        await user.greeting_and_ehlo()
+        for local in WrongAnswers.ANSWERS:
+            refused = await user.login(f"{local}@example.com")
+            assert (refused.code, refused.enhanced) == (454, "4.7.0"), local
+        assert (await user.login()).code == 235
+        for local in ("empty", "zero", "list"):
+            refused = await user.command(f"MAIL FROM:<{local}@example.com>")
+            assert (refused.code, refused.enhanced) == (451, "4.3.0"), local
+        # False and True are the policy's answers.
+        assert (await user.command("MAIL FROM:<false@example.com>")).code == 553
+        assert (await user.command("MAIL FROM:<true@example.com>")).code == 250
 
 
 class FlakyAuth:

@@ -73,19 +73,30 @@ async def test_sni_certificate_verifies_for_its_hostname(cert_set: CertSet, role
             assert (await client.command("EHLO x")).code == 250
 
 
+class OwnBaseException(BaseException):
+    pass
+
+
 class BrokenCerts:
-    def __init__(self, default: smtp_recv.Certificate) -> None:
-        self.default = default
+    def __init__(self, default: smtp_recv.Certificate, error: BaseException) -> None:
+        self.default, self.error = default, error
 
     def get(self, host: str | None) -> smtp_recv.Certificate | None:
         if host is None:
             return self.default
-        raise RuntimeError("certificate store unavailable")
+        raise self.error
 
 
-async def test_sni_lookup_failure_falls_back_to_default(cert_set: CertSet) -> None:
+@pytest.mark.parametrize(
+    "error",
+    [RuntimeError("certificate store unavailable"), OwnBaseException("a bug of its own")],
+    ids=["exception", "base-exception"],
+)
+async def test_sni_lookup_failure_falls_back_to_default(
+    cert_set: CertSet, error: BaseException
+) -> None:
     async with (
-        running(cert_set, certs=BrokenCerts(cert_set.default)) as server,
+        running(cert_set, certs=BrokenCerts(cert_set.default, error)) as server,
         await connect_tls(server.submission, "submission", cert_set, "mail.example.com") as client,
     ):
         assert "mx.example.com" in san(client)
