@@ -75,12 +75,15 @@ class ConnectionCounter:
 class AuthFailures:
     """Failed AUTH attempts per IP address within a sliding window (with the other workers')."""
 
-    __slots__ = ("_failures", "_limit", "_shared", "_window")
+    __slots__ = ("_attempts", "_failures", "_limit", "_shared", "_window")
 
     def __init__(self, limit: int, window: float, shared: SharedRow | None = None) -> None:
         self._limit = limit
         self._window = window
         self._failures: OrderedDict[str, deque[float]] = OrderedDict()
+        # Attempts being checked now, per address: each may yet fail, so each
+        # holds a place under the limit (one entry per session at most).
+        self._attempts: dict[str, int] = {}
         if shared is None:
             shared = _shared_row
         # A window of 0 forgets failures at once: nothing to share (nor in
@@ -103,10 +106,30 @@ class AuthFailures:
         return times
 
     def blocked(self, address: str, now: float) -> bool:
-        """Whether ``address`` has used up its failures for the window."""
+        """Whether ``address`` has used up its failures for the window.
+
+        Attempts under way (``begin`` without ``end``) count as failures:
+        otherwise many connections that each try at once, before any of them
+        has failed, would all be let through.
+        """
         times = self._recent(address, now)
-        own = 0 if times is None else len(times)
+        own = (0 if times is None else len(times)) + self._attempts.get(address, 0)
         return own + self._elsewhere(address) >= self._limit
+
+    def begin(self, address: str, now: float) -> bool:
+        """Start an attempt from ``address``, or return False if it has none left."""
+        if self.blocked(address, now):
+            return False
+        self._attempts[address] = self._attempts.get(address, 0) + 1
+        return True
+
+    def end(self, address: str) -> None:
+        """End an attempt that ``begin`` started (before ``failed`` records its failure)."""
+        attempts = self._attempts[address] - 1
+        if attempts:
+            self._attempts[address] = attempts
+        else:
+            del self._attempts[address]
 
     def failed(self, address: str, now: float) -> int:
         """Record a failure; return the failures of ``address`` in the window."""

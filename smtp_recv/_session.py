@@ -848,7 +848,8 @@ class Session:
 
     async def _on_auth(self, conn: ServerConnection, event: AuthCredentials) -> None:
         address = self.peer[0]
-        if self._context.auth_failures.blocked(address, trio.current_time()):
+        auth_failures = self._context.auth_failures
+        if not auth_failures.begin(address, trio.current_time()):
             log.warning("%s AUTH refused: too many failures from %s", self.id, address)
             conn.reject(replies.TOO_MANY_AUTH_FAILURES)
             self._closing = True
@@ -861,23 +862,28 @@ class Session:
                 self.id,
                 escape(event.username),
             )
+            auth_failures.end(address)
             await self._auth_failed(conn)
             conn.reject(replies.AUTH_FAILED)
             self._check_auth_failures(conn)
             return
         host = self.tls.server_name if self.tls else None
         try:
-            user_id = _checked_user_id(
-                await self._hook(
-                    "Auth hook",
-                    self._config.hook_timeout,
-                    replies.AUTH_TEMPORARY_FAILURE,
-                    self._context.auth.verify,
-                    host,
-                    event.username,
-                    event.password,
+            try:
+                user_id = _checked_user_id(
+                    await self._hook(
+                        "Auth hook",
+                        self._config.hook_timeout,
+                        replies.AUTH_TEMPORARY_FAILURE,
+                        self._context.auth.verify,
+                        host,
+                        event.username,
+                        event.password,
+                    )
                 )
-            )
+            finally:
+                # Before a failure is recorded below, with no checkpoint between.
+                auth_failures.end(address)
         except Reject as reject:
             # The hook's decision, counted like any hook's Reject; a
             # permanent one is also a failed attempt, met with the same

@@ -6,6 +6,7 @@ same run, so a 30-second timeout takes no wall time and is measured exactly.
 
 from __future__ import annotations
 
+import base64
 import io
 import ssl
 from collections.abc import Sequence
@@ -351,6 +352,65 @@ async def test_max_auth_failures_per_ip_counts_across_connections_within_window(
         # auth_failure_window: after it, the failures no longer count.
         await trio.sleep(601)
         async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login()).code == 235
+
+
+class SlowAuth:
+    """An Auth hook that holds every check until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.in_flight = 0
+        self.release = trio.Event()
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.in_flight += 1
+        await self.release.wait()
+        return None
+
+
+async def test_max_auth_failures_per_ip_counts_attempts_under_way(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """Connections that each try at once get no more checks than the limit."""
+    auth = SlowAuth()
+    config = base_config(max_auth_failures_per_ip=3, auth_failure_delay=0.1)
+    async with running(cert_set, config=config, auth=auth) as server:
+        clients = [await submission_client(server.submission, cert_set) for _ in range(5)]
+        token = base64.b64encode(b"\0user@example.com\0wrong").decode()
+        try:
+            for client in clients:
+                await client.send(f"AUTH PLAIN {token}\r\n")
+            # Three checks are under way; the other two are refused unchecked.
+            checking = [client for client in clients if await client.silent_for(1.0)]
+            assert (auth.in_flight, len(checking)) == (3, 3)
+            for client in clients:
+                if client not in checking:
+                    answer = await client.reply()
+                    assert (answer.code, answer.enhanced) == (421, "4.7.0")
+            auth.release.set()
+            for client in checking:
+                assert (await client.reply()).code == 535
+        finally:
+            for client in clients:
+                await client.aclose()
+        # Now failed, they still count: the address is refused unchecked.
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login()).code == 421
+        assert auth.in_flight == 3
+
+
+async def test_an_attempt_ended_holds_no_place_under_the_per_ip_limit(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    config = base_config(max_auth_failures_per_ip=2, auth_failure_delay=0.1)
+    async with running(cert_set, config=config) as server:
+        for _ in range(3):
+            async with await submission_client(server.submission, cert_set) as client:
+                assert (await client.login()).code == 235
+        async with await submission_client(server.submission, cert_set) as client:
+            # Acting as another identity fails like a wrong password: one failure.
+            token = base64.b64encode(f"other@example.com\0user@example.com\0{PASSWORD}".encode())
+            assert (await client.command(b"AUTH PLAIN " + token)).code == 535
             assert (await client.login()).code == 235
 
 
