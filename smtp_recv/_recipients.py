@@ -174,5 +174,14 @@ class AcceptEveryRecipient:
     """
 
     async def lookup(self, recipient: str) -> Sequence[str]:
-        """Return ``recipient`` itself: every address is a local mailbox."""
-        return (recipient,)
+        """Return ``recipient`` itself: every address is a local mailbox.
+
+        In the one spelling the server compares addresses in (lower case, a
+        domain in its ``xn--`` form), so that ``Bob@`` and ``bob@`` share a
+        Maildir here as they would with a recipient map.
+        """
+        try:
+            return (canonical_address(recipient),)
+        except UnicodeError:
+            # Not a domain IDNA can encode: a mailbox of its own as written.
+            return (recipient,)

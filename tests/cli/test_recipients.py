@@ -153,10 +153,17 @@ def test_contradictions_are_refused(arguments: dict[str, object], message: str) 
         Recipients(**arguments)  # type: ignore[arg-type]
 
 
-async def test_accept_every_recipient() -> None:
-    assert await AcceptEveryRecipient().lookup("Anyone@Anywhere.example") == (
-        "Anyone@Anywhere.example",
+async def test_accept_every_recipient_in_one_spelling_per_mailbox() -> None:
+    accept = AcceptEveryRecipient()
+    assert await accept.lookup("Anyone@Anywhere.example") == ("anyone@anywhere.example",)
+    assert await accept.lookup("J\u00f6ran@B\u00fccher.example") == (
+        "j\u00f6ran@xn--bcher-kva.example",
     )
+    assert await accept.lookup("j\u00f6ran@xn--bcher-kva.example") == (
+        "j\u00f6ran@xn--bcher-kva.example",
+    )
+    # An address IDNA cannot encode is still a mailbox, as written.
+    assert await accept.lookup("a@" + "x" * 64 + ".example") == ("a@" + "x" * 64 + ".example",)
 
 
 # -- internationalised domains and non-ASCII local parts ------------------------
