@@ -118,20 +118,24 @@ class SessionConfig:
 class ServerConnection:
     """The server side of one SMTP session over one stream.
 
-    Example, over a blocking socket::
+    Example, over a blocking socket, offering neither STARTTLS nor AUTH
+    (the README has a whole session, with what else to handle)::
 
         conn = ServerConnection(SessionConfig(hostname="mx.example"))
         conn.send_greeting()
-        while True:
-            event = conn.next_event()
-            if event is NEED_DATA:
-                sock.sendall(conn.data_to_send())
-                conn.receive_data(sock.recv(65536))
-            elif isinstance(event, (MailFrom, RcptTo, AuthCredentials, MessageComplete)):
-                conn.accept()
-            elif isinstance(event, ConnectionClosed) or event is PAUSED:
-                sock.sendall(conn.data_to_send())
-                break
+        try:
+            while True:
+                event = conn.next_event()
+                if event is NEED_DATA:
+                    sock.sendall(conn.data_to_send())
+                    conn.receive_data(sock.recv(65536))
+                elif isinstance(event, (MailFrom, RcptTo, MessageComplete)):
+                    conn.accept()  # a MessageComplete once its message is stored
+                elif isinstance(event, ConnectionClosed) or event is PAUSED:
+                    break
+        except ProtocolError:
+            pass  # its reply is queued
+        sock.sendall(conn.data_to_send())
     """
 
     def __init__(self, config: SessionConfig) -> None:

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
+import smtplib
+import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import trio
 
@@ -88,3 +93,45 @@ def test_example_selftest_runs_as_a_program() -> None:
     assert result.returncode == 0, result.stderr
     assert "selftest delivered" in result.stdout
     assert "['alice@example.com', 'bob@example.com']" in result.stdout
+
+
+# -- the README's loop around the sans-IO core -------------------------------------
+README = Path(__file__).parents[2] / "README.md"
+
+
+def readme_block(containing: str) -> str:
+    """The README's Python block that contains ``containing``."""
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
+    (block,) = [block for block in blocks if containing in block]
+    return block
+
+
+def test_the_readme_loop_delivers_from_smtplib_and_answers_garbage_before_closing() -> None:
+    namespace: dict[str, Any] = {}
+    exec(readme_block("def serve_one"), namespace)  # noqa: S102 - our own README
+    serve_one = namespace["serve_one"]
+    delivered: list[tuple[str, tuple[str, ...], bytes]] = []
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        listener.settimeout(10)
+
+        def serve_two() -> None:
+            for _ in range(2):
+                sock, _ = listener.accept()
+                serve_one(sock, lambda *message: delivered.append(message))
+
+        server = threading.Thread(target=serve_two, daemon=True)
+        server.start()
+        address = listener.getsockname()
+        with smtplib.SMTP(*address, timeout=10) as smtp:
+            smtp.sendmail("a@b.example", ["c@d.example"], b"Subject: hi\r\n\r\n.dot\r\nbye\r\n")
+        with socket.create_connection(address, timeout=10) as raw:
+            raw.sendall(b"GET / HTTP/1.1\r\nHost: mx.example.com\r\n\r\n")
+            answer = b""
+            while chunk := raw.recv(4096):
+                answer += chunk
+        server.join(10)
+        assert not server.is_alive()
+    assert delivered == [("a@b.example", ("c@d.example",), b"Subject: hi\r\n\r\n.dot\r\nbye\r\n")]
+    # The greeting, then the refusal the ProtocolError queued, then the close.
+    assert answer.startswith(b"220 ")
+    assert b"\r\n554 5.5.0 " in answer
