@@ -42,7 +42,8 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (trio ships its own type hints)."""
     session.install("-e", ".[typecheck]", "mypy==2.4.1")
-    session.run("mypy", "smtp_recv")
+    # And a user's loop over the core's events, which must type-check as exhaustive.
+    session.run("mypy", "smtp_recv", "tests/protocol/test_exhaustive_events.py")
 
 
 @nox.session

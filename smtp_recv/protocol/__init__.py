@@ -11,6 +11,7 @@ from ._errors import LocalProtocolError, ProtocolError
 from ._events import (
     NEED_DATA,
     PAUSED,
+    AnyEvent,
     AuthCredentials,
     CommandRejected,
     ConnectionClosed,
@@ -34,6 +35,7 @@ from ._state import State, Verb
 __all__ = [
     "NEED_DATA",
     "PAUSED",
+    "AnyEvent",
     "AuthCredentials",
     "CommandRejected",
     "ConnectionClosed",

@@ -28,6 +28,7 @@ from ._events import (
     NEED_DATA,
     NO_MAIL_PARAMETERS,
     PAUSED,
+    AnyEvent,
     AuthCredentials,
     CommandRejected,
     ConnectionClosed,
@@ -144,7 +145,7 @@ class ServerConnection:
         self._state = State.CONNECTED
         self._eof = False
         self._outgoing = bytearray()
-        self._events: deque[Event] = deque()
+        self._events: deque[AnyEvent] = deque()
         self._pending: MailFrom | RcptTo | AuthCredentials | MessageComplete | None = None
         self._extended = False
         #: The name from HELO/EHLO, once given.
@@ -247,7 +248,7 @@ class ServerConnection:
         self._outgoing.clear()
         return out
 
-    def next_event(self) -> Event | Sentinel:
+    def next_event(self) -> AnyEvent | Sentinel:
         """Return the next event, ``NEED_DATA`` or ``PAUSED``.
 
         Raises:

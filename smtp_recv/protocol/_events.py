@@ -8,28 +8,32 @@ then).  The others are notices: the core has already queued its reply.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Final, Literal, TypeAlias
 
 from ._replies import Reply
 
 
-class _Sentinel:
-    __slots__ = ("_name",)
+class Sentinel(enum.Enum):
+    """What ``next_event()`` returns when it has no event.
 
-    def __init__(self, name: str) -> None:
-        self._name = name
+    An enum, so that ``event is NEED_DATA`` narrows ``event``'s type for a
+    type checker, which can then tell whether a loop handles every event.
+    """
+
+    NEED_DATA = "NEED_DATA"
+    PAUSED = "PAUSED"
 
     def __repr__(self) -> str:
-        return self._name
+        return self.name
 
 
 #: ``next_event()`` needs more bytes: send ``data_to_send()``, then receive.
-NEED_DATA = _Sentinel("NEED_DATA")
+NEED_DATA: Final = Sentinel.NEED_DATA
 #: ``next_event()`` waits for the application: a decision is pending, or the
 #: connection is switching to TLS or is closed.
-PAUSED = _Sentinel("PAUSED")
-Sentinel = _Sentinel
+PAUSED: Final = Sentinel.PAUSED
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -192,3 +196,21 @@ class ConnectionClosed(Event):
     """
 
     reply: Reply | None
+
+
+#: Every event ``next_event()`` returns: a closed union, so that a ``match``
+#: over them can end in ``assert_never``.
+AnyEvent: TypeAlias = (
+    Hello
+    | MailFrom
+    | RcptTo
+    | AuthCredentials
+    | DataStarted
+    | MessageData
+    | MessageComplete
+    | MessageAborted
+    | TransactionReset
+    | CommandRejected
+    | StartTLS
+    | ConnectionClosed
+)
