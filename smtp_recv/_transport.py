@@ -153,12 +153,22 @@ class Transport:
                 return tls
 
     def close(self) -> None:
-        """Close the connection (without a TLS close_notify)."""
+        """Close the connection; on TLS, after a close_notify alert (RFC 8446 6.1).
+
+        The alert goes only if it can go at once, and the client's own
+        close_notify is not awaited (6.1 allows that): closing never waits.
+        Without the alert, a client that reads to the end sees a truncation
+        attack, not an end (OpenSSL: "unexpected eof while reading").
+        """
         sock = self._sock
         if sock is not None:
             self._sock = None
             if sock.fileno() >= 0:
                 trio.lowlevel.notify_closing(sock)
+                if isinstance(sock, ssl.SSLSocket):
+                    # Handshake not done, peer gone, buffer full: no alert.
+                    with contextlib.suppress(OSError, ValueError):
+                        sock.unwrap()
             sock.close()
 
     # -- helpers ---------------------------------------------------------------

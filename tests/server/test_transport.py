@@ -216,6 +216,30 @@ async def test_tls_close_notify_is_eof(
             assert await receive_some(transport) == b""
 
 
+async def test_closing_tls_sends_close_notify_so_the_client_sees_an_end_not_a_truncation(
+    tls_pair: tuple[Transport, trio.SSLStream[trio.SocketStream]],
+) -> None:
+    """RFC 8446 6.1.  Without the alert trio's SSLStream raises BrokenResourceError."""
+    transport, client = tls_pair
+    await transport.send_all(b"221 Bye\r\n")
+    transport.close()
+    with trio.fail_after(WAIT):
+        assert await read_exactly(client, 9) == b"221 Bye\r\n"
+        assert await client.receive_some(65536) == b""
+
+
+async def test_closing_before_the_handshake_ends_sends_nothing_and_raises_nothing(
+    ca: trustme.CA, plain_pair: tuple[Transport, trio.SocketStream]
+) -> None:
+    transport, peer = plain_pair
+    await peer.send_all(b"\x16\x03\x01")  # the start of a ClientHello, no more
+    with trio.move_on_after(0.2):
+        await transport.start_tls(server_context(ca))
+    transport.close()
+    with trio.fail_after(WAIT):
+        assert await peer.receive_some(65536) == b""
+
+
 async def test_a_garbage_handshake_is_a_broken_resource(
     ca: trustme.CA, plain_pair: tuple[Transport, trio.SocketStream]
 ) -> None:
