@@ -380,6 +380,12 @@ class Session:
             await self._final_reply(replies.LOCAL_ERROR)
         finally:
             sessions.discard(self)
+            if self._spool is not None:
+                log.info(
+                    "%s message %s dropped: the session ended before it did",
+                    self.id,
+                    self._message_id,
+                )
             self._drop_message()
             self._transport.close()
             log.info("%s disconnect", self.id)
@@ -980,6 +986,14 @@ class Session:
         recipients, self._recipients = tuple(self._recipients), []
         try:
             reply = await self._deliver(conn, event, content, recipients)
+        except _HookTimedOut:
+            self._log_message(event, recipients, content, self._hook_timeout_reply, "(timeout)")
+            raise
+        except BaseException as error:
+            if _holds_cancelled(error):
+                # The shutdown's grace period ended in the Mailer: 421.
+                self._log_message(event, recipients, content, replies.SHUTTING_DOWN, "(shutdown)")
+            raise
         finally:
             content.close()
         if reply.is_positive:
@@ -987,17 +1001,29 @@ class Session:
         else:
             conn.reject(reply)
             self._closing = reply.closes
+        self._log_message(event, recipients, content, reply)
+
+    def _log_message(
+        self,
+        event: MessageComplete,
+        recipients: tuple[Recipient, ...],
+        content: MessageContent,
+        reply: Reply,
+        why: str = "",
+    ) -> None:
+        """The message's log line, with the code of the reply the client gets."""
         if log.isEnabledFor(logging.INFO):
             # (Escaping costs as much as the rest of the line: skip both
             # when nobody reads them.)
             log.info(
-                "%s message %s from=<%s> rcpts=%d size=%d result=%d",
+                "%s message %s from=<%s> rcpts=%d size=%d result=%d%s",
                 self.id,
                 self._message_id,
                 _path(event.sender),
                 len(recipients),
                 content.size,
                 reply.code,
+                f" {why}" if why else "",
             )
 
     async def _deliver(

@@ -8,8 +8,10 @@ import logging
 import re
 
 import pytest
+import trio
+import trio.testing
 
-from .conftest import PASSWORD, CertSet, Client, base_config, running
+from .conftest import PASSWORD, CertSet, Client, RecordingMailer, base_config, running
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -104,3 +106,52 @@ async def test_client_text_is_escaped_in_logs(
     assert not any("évil" in m or "<script>" in m for m in messages)
     assert any("failed for evil??2024?smtp_recv.session?INFO?forged?line" in m for m in messages)
     assert not any("\r" in m or "\n" in m for m in messages)
+
+
+def message_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "smtp_recv.session" and " message " in r.getMessage()
+    ]
+
+
+async def test_a_message_cut_off_by_its_deadline_or_the_shutdown_is_logged_with_its_reply(
+    cert_set: CertSet, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.INFO, logger="smtp_recv")
+    mailer = RecordingMailer(delay=100)
+    config = base_config(mailer_timeout=10, shutdown_grace=2)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 451
+        await client.send(b"MAIL FROM:<c@d.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+        await client.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        await trio.sleep(1)  # in the Mailer
+        server.stop()
+        assert (await client.reply()).code == 421
+    timed_out, cut_off = message_lines(caplog)
+    assert re.search(
+        r" message \S+ from=<a@b\.example> rcpts=1 size=\d+ result=451 \(timeout\)$", timed_out
+    )
+    assert re.search(
+        r" message \S+ from=<c@d\.example> rcpts=1 size=\d+ result=421 \(shutdown\)$", cut_off
+    )
+
+
+async def test_a_message_the_client_never_finished_is_logged_as_dropped(
+    cert_set: CertSet, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="smtp_recv")
+    async with running(cert_set) as server, await Client.connect(server.mx) as client:
+        await client.greeting_and_ehlo()
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+        await client.send(b"Subject: half\r\n\r\nonly half\r\n")
+    # (The server has stopped, its sessions with it.)
+    (dropped,) = message_lines(caplog)
+    assert re.search(r" message \S+ dropped: the session ended before it did$", dropped)
