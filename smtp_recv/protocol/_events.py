@@ -150,9 +150,13 @@ class MessageComplete(Event):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class MessageAborted(Event):
-    """The message ended but was refused by the core; discard what was received.
+    """The core refused the message; discard what was received of it.
 
-    The reply (``552`` too big, ``550`` bare line ending) is already queued.
+    ``reply`` is ``552`` (too big) or ``550`` (a bare line ending, a NUL).
+    The refusal also comes as a ``CommandRejected`` with that reply, which
+    counts as the client's error: just before this event when the message's
+    end has been read, or, for a BDAT chunk that takes the message past the
+    size limit, once the chunk has been read and thrown away.
     """
 
     reply: Reply

@@ -143,6 +143,12 @@ def test_rfc1870_a_message_over_the_limit_is_drained_then_552(split: Split) -> N
     assert out == b"552 5.3.4 Message size exceeds fixed limit\r\n" + replies.NOOP_OK.to_bytes()
     assert not dialogue.of_type(MessageComplete)
     assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=replies.MESSAGE_TOO_BIG)]
+    # The refusal is the client's error too, told just before.
+    rejected, aborted = dialogue.events[-2:]
+    assert (rejected, aborted) == (
+        CommandRejected(reply=replies.MESSAGE_TOO_BIG, error_count=1),
+        MessageAborted(reply=replies.MESSAGE_TOO_BIG),
+    )
     assert len(dialogue.body()) <= 100
     assert dialogue.state is State.GREETED
 
@@ -320,6 +326,11 @@ def test_rfc3030_size_is_counted_across_chunks() -> None:
         (250, "2.0.0"),
     ]
     assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=replies.MESSAGE_TOO_BIG)]
+    # Told at the chunk's command; its CommandRejected once the chunk is read.
+    aborted = dialogue.events.index(MessageAborted(reply=replies.MESSAGE_TOO_BIG))
+    assert dialogue.events[aborted + 1] == CommandRejected(
+        reply=replies.MESSAGE_TOO_BIG, error_count=1
+    )
     assert not dialogue.of_type(MessageComplete)
     assert dialogue.state is State.GREETED
     assert dialogue.conn.sender is None
