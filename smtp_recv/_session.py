@@ -28,7 +28,7 @@ from ._mail import Mail, MessageContent, Recipient, Role, TLSInfo, UserMail
 from ._mailboxes import same_mailbox
 from ._spool import Spool
 from ._tls import TLSContexts, server_name
-from ._trace import ReceivedHeaders, escape, new_id, with_protocol
+from ._trace import ReceivedHeaders, loggable, new_id, with_protocol
 from ._transport import Transport
 from .protocol import (
     NEED_DATA,
@@ -220,10 +220,10 @@ def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, 
 def _path(address: str) -> str:
     """An address for a log line between ``<>``: the null path stays empty.
 
-    ``escape`` shows empty text as ``?``, and ``from=<?>`` would hide the
+    ``loggable`` shows empty text as ``?``, and ``from=<?>`` would hide the
     bounces (``MAIL FROM:<>``) from whoever greps the log for them.
     """
-    return escape(address) if address else ""
+    return loggable(address) if address else ""
 
 
 def _reply_from(reject: Reject, unusable: Reply = replies.TEMPORARY_FAILURE) -> Reply:
@@ -777,7 +777,7 @@ class Session:
     async def _on_hello(self, conn: ServerConnection, event: Hello) -> None:
         if log.isEnabledFor(logging.DEBUG):
             kind = "EHLO" if event.extended else "HELO"
-            log.debug("%s %s %s", self.id, kind, escape(event.name))
+            log.debug("%s %s %s", self.id, kind, loggable(event.name))
 
     async def _on_mail(self, conn: ServerConnection, event: MailFrom) -> None:
         # (After shutdown began the core ends the session at the next MAIL.)
@@ -811,7 +811,7 @@ class Session:
             log.info(
                 "%s user %s may not send as <%s>",
                 self.id,
-                escape(self._username),
+                loggable(self._username),
                 _path(event.sender),
             )
             await self._refuse(conn, replies.SENDER_NOT_OWNED)
@@ -866,7 +866,7 @@ class Session:
             log.info(
                 "%s AUTH refused: %s may not act as another identity",
                 self.id,
-                escape(event.username),
+                loggable(event.username),
             )
             auth_failures.end(address)
             await self._auth_failed(conn)
@@ -914,13 +914,13 @@ class Session:
             conn.reject(replies.AUTH_TEMPORARY_FAILURE, counted=False)
             return
         if user_id is None:
-            log.info("%s AUTH %s failed for %s", self.id, event.mechanism, escape(event.username))
+            log.info("%s AUTH %s failed for %s", self.id, event.mechanism, loggable(event.username))
             await self._auth_failed(conn)
             conn.reject(replies.AUTH_FAILED)
             self._check_auth_failures(conn)
             return
         self._user_id, self._username = user_id, event.username
-        log.info("%s AUTH %s as %s", self.id, event.mechanism, escape(event.username))
+        log.info("%s AUTH %s as %s", self.id, event.mechanism, loggable(event.username))
         conn.accept()
 
     async def _auth_failed(self, conn: ServerConnection) -> None:

@@ -550,7 +550,10 @@ async def test_client_text_in_logs_is_escaped(caplog: pytest.LogCaptureFixture) 
         message = record.getMessage()
         assert "\r" not in message, message
         assert "\n" not in message, message
-    assert any("failed for evil??2026-01-01" in record.getMessage() for record in caplog.records)
+    assert any(
+        r"failed for evil\x0d\x0a2026-01-01\x20INFO" in record.getMessage()
+        for record in caplog.records
+    )
 
 
 @pytest.mark.parametrize(
