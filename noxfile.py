@@ -42,8 +42,14 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict on the package (trio ships its own type hints)."""
     session.install("-e", ".[typecheck]", "mypy==2.4.1")
-    # And a user's loop over the core's events, which must type-check as exhaustive.
-    session.run("mypy", "smtp_recv", "tests/protocol/test_exhaustive_events.py")
+    # And code that uses the package as its users do: a loop over the core's
+    # events that must be exhaustive, and the test servers' types.
+    session.run(
+        "mypy",
+        "smtp_recv",
+        "tests/protocol/test_exhaustive_events.py",
+        "tests/server/test_typing_of_test_servers.py",
+    )
 
 
 @nox.session

@@ -12,18 +12,18 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from .testing import TestServer, ThreadedTestServer, serve_for_tests
+from .testing import MemoryMailer, TestServer, ThreadedTestServer, serve_for_tests
 
 
 @pytest.fixture
-async def smtp_server() -> AsyncIterator[TestServer]:
+async def smtp_server() -> AsyncIterator[TestServer[MemoryMailer]]:
     """A running server (trio tests): ``smtp_server.mx``, ``.mailer``, ..."""
     async with serve_for_tests() as server:
         yield server
 
 
 @pytest.fixture
-def smtp_server_thread() -> Iterator[TestServer]:
+def smtp_server_thread() -> Iterator[TestServer[MemoryMailer]]:
     """A running server in a background thread, for tests that are not trio."""
     with ThreadedTestServer() as server:
         yield server

@@ -33,10 +33,11 @@ import ssl
 import tempfile
 import threading
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import trio
 
@@ -170,9 +171,18 @@ class _OneCertificate:
         return self.certificate
 
 
+#: The type of a test server's Mailer: :class:`MemoryMailer` unless one is given.
+M = TypeVar("M", bound=Mailer)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TestServer:
-    """A running test server: where it listens and what it received."""
+class TestServer(Generic[M]):
+    """A running test server: where it listens and what it received.
+
+    Generic in its Mailer, so that ``server.mailer.wait_for_message()`` is
+    type-checked: ``serve_for_tests()`` gives a ``TestServer[MemoryMailer]``,
+    ``serve_for_tests(mailer=mine)`` a ``TestServer`` of ``mine``'s type.
+    """
 
     __test__ = False  # not a pytest test class
 
@@ -181,7 +191,7 @@ class TestServer:
     #: ``(host, port)`` of the submission listener (implicit TLS + AUTH).
     submission: tuple[str, int]
     #: The Mailer given, by default a :class:`MemoryMailer`.
-    mailer: Any
+    mailer: M
     #: Login and password of each submission user.
     users: Mapping[str, str]
     #: The configuration the server runs with.
@@ -211,6 +221,34 @@ def config_for_tests(**overrides: Any) -> ServerConfig:
     return ServerConfig(**settings)
 
 
+@overload
+def serve_for_tests(
+    *,
+    users: Mapping[str, str] = ...,
+    domains: Iterable[str] = ...,
+    forward: Forward | None = ...,
+    auth: Auth | None = ...,
+    mailer: None = ...,
+    sender_policy: SenderPolicy | None = ...,
+    config: ServerConfig | None = ...,
+    hostnames: Sequence[str] = ...,
+) -> AbstractAsyncContextManager[TestServer[MemoryMailer]]: ...
+
+
+@overload
+def serve_for_tests(
+    *,
+    users: Mapping[str, str] = ...,
+    domains: Iterable[str] = ...,
+    forward: Forward | None = ...,
+    auth: Auth | None = ...,
+    mailer: M,
+    sender_policy: SenderPolicy | None = ...,
+    config: ServerConfig | None = ...,
+    hostnames: Sequence[str] = ...,
+) -> AbstractAsyncContextManager[TestServer[M]]: ...
+
+
 @contextlib.asynccontextmanager
 async def serve_for_tests(
     *,
@@ -222,7 +260,7 @@ async def serve_for_tests(
     sender_policy: SenderPolicy | None = None,
     config: ServerConfig | None = None,
     hostnames: Sequence[str] = ("localhost", "127.0.0.1"),
-) -> AsyncIterator[TestServer]:
+) -> AsyncIterator[TestServer[Any]]:
     """Run a server on 127.0.0.1 for the duration of the ``async with``.
 
     Args:
@@ -291,24 +329,33 @@ async def serve_for_tests(
             raise error
 
 
-class ThreadedTestServer:
+class ThreadedTestServer(Generic[M]):
     """``serve_for_tests`` in a background thread, for code that is not trio.
 
     Use it as a context manager: it takes the keyword arguments of
-    :func:`serve_for_tests`, and ``with`` gives the :class:`TestServer`.
+    :func:`serve_for_tests`, and ``with`` gives the :class:`TestServer`
+    (a ``TestServer[MemoryMailer]`` unless a ``mailer`` is given).
     Send with blocking clients (smtplib) and wait with
     ``server.mailer.wait_for_message_blocking()``.
     """
 
+    @overload
+    def __init__(self, *, mailer: M, **options: Any) -> None: ...
+
+    @overload
+    def __init__(
+        self: ThreadedTestServer[MemoryMailer], *, mailer: None = None, **options: Any
+    ) -> None: ...
+
     def __init__(self, **options: Any) -> None:
         self._options = options
-        self._ready: queue.SimpleQueue[TestServer | BaseException] = queue.SimpleQueue()
+        self._ready: queue.SimpleQueue[TestServer[M] | BaseException] = queue.SimpleQueue()
         self._stop: trio.lowlevel.TrioToken | None = None
         self._cancel: trio.CancelScope | None = None
         self._thread: threading.Thread | None = None
-        self.server: TestServer | None = None
+        self.server: TestServer[M] | None = None
 
-    def __enter__(self) -> TestServer:
+    def __enter__(self) -> TestServer[M]:
         self._thread = threading.Thread(target=self._run, name="smtp-recv-test", daemon=True)
         self._thread.start()
         result = self._ready.get(timeout=30)
