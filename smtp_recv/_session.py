@@ -173,22 +173,42 @@ class _HookCrashed(Exception):
     """
 
 
-def _crashed(error: BaseException) -> bool:
-    """Whether a hook's ``error`` that is no ``Exception`` is the hook's own bug.
+def _raised_for(error: BaseException, name: str) -> BaseException:
+    """What the session raises for the ``error`` a hook raised.
 
-    ``KeyboardInterrupt`` and ``SystemExit`` ask the process to stop, and a
-    ``Cancelled`` while a scope around the session is cancelled is that
-    cancellation: those go on up, as does anything holding one of them.
+    An ``Exception`` is the hook's failure, for the event's handler.
+    ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit`` ask the
+    process to stop, or the coroutine to close: they go on up, as does any
+    group holding one.  A ``Cancelled`` while a scope around the session is
+    cancelled is that cancellation: it goes on up, alone, and the rest of
+    a group that held it (a task of the hook that failed as it was
+    cancelled) is logged as the hook's failure.  Anything else that is not
+    an ``Exception`` is a bug of the hook: it becomes ``_HookCrashed``.
     """
     if isinstance(error, Exception):
-        return False
-    stops = (KeyboardInterrupt, SystemExit)
+        return error
+    stops = (KeyboardInterrupt, SystemExit, GeneratorExit)
     if isinstance(error, BaseExceptionGroup):
         if error.subgroup(stops) is not None:
-            return False
+            return error
     elif isinstance(error, stops):
-        return False
-    return not (_holds_cancelled(error) and trio.current_effective_deadline() == -math.inf)
+        return error
+    if _holds_cancelled(error) and trio.current_effective_deadline() == -math.inf:
+        if not isinstance(error, BaseExceptionGroup):
+            return error
+        cancelled, rest = error.split(trio.Cancelled)
+        if rest is not None:
+            log.error("%s failed as it was cancelled", name, exc_info=rest)
+        assert cancelled is not None
+        # One Cancelled is as good as a group of them, and the session's
+        # own handlers (a 421 at the grace period's end) see it as such.
+        return _first_leaf(cancelled)
+    return _HookCrashed(f"{name} raised {type(error).__name__}")
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _holds_cancelled(error: BaseException) -> bool:
@@ -729,16 +749,17 @@ class Session:
         deadline passes, ``_converse`` rejects the pending decision with
         ``on_timeout`` and the session goes on.
         """
-        steps = call(*args).__await__()
         try:
+            steps = call(*args).__await__()
             trap = steps.send(None)
         except StopIteration as done:
             result: T = done.value
             return result
         except BaseException as error:
-            if _crashed(error):
-                raise _HookCrashed(f"{name} raised {type(error).__name__}") from error
-            raise
+            raised = _raised_for(error, name)
+            if raised is error:
+                raise
+            raise raised from (error if isinstance(raised, _HookCrashed) else None)
         wait = self._wait
         self._waiting = _Waiting.HOOK
         self._hook_name, self._hook_timeout_reply = name, on_timeout
@@ -757,9 +778,10 @@ class Session:
             self._end_hook_wait(wait)
             if wait.cancel_called:
                 self._waiting = _Waiting.SPENT
-            if _crashed(error):
-                raise _HookCrashed(f"{name} raised {type(error).__name__}") from error
-            raise
+            raised = _raised_for(error, name)
+            if raised is error:
+                raise
+            raise raised from (error if isinstance(raised, _HookCrashed) else None)
         # The hook answered, maybe as its deadline passed (a thread that
         # cannot be abandoned finishes its work): the answer stands.  A
         # Mailer that has stored the message must not be reported as failed,

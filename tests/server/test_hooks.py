@@ -253,6 +253,103 @@ async def test_a_hook_raising_a_base_exception_fails_its_command_only(
     assert server.cancelled  # serve ended by our stop, not by the hooks' exceptions
 
 
+class FailingAsCancelled:
+    """A Forward whose own task fails as the session's time limit cancels it."""
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        async def cleanup_bug() -> None:
+            try:
+                await trio.sleep_forever()
+            except trio.Cancelled:
+                raise OwnBaseException("cleanup bug") from None
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(cleanup_bug)
+            nursery.start_soon(trio.sleep_forever)
+        return [recipient]
+
+
+async def test_a_hook_failing_as_it_is_cancelled_ends_only_its_session(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """Its group holds the Cancelled and a BaseException: only the Cancelled goes on up."""
+    config = base_config(session_timeout=10)
+    async with running(cert_set, config=config, forward=FailingAsCancelled()) as server:
+        async with await Client.connect(server.mx) as client:
+            await client.greeting_and_ehlo()
+            assert (await client.command("MAIL FROM:<a@b.example>")).code == 250
+            closing = await client.command("RCPT TO:<slow@example.com>")
+            assert (closing.code, closing.enhanced) == (421, "4.4.2")
+        async with await Client.connect(server.mx) as other:
+            assert (await other.greeting_and_ehlo()).code == 250
+    assert server.cancelled
+
+
+class RaisingWhenCalled:
+    """A Forward whose lookup is a plain function that raises before any coroutine exists."""
+
+    def lookup(self, recipient: str) -> Awaitable[Sequence[str]]:
+        raise OwnBaseException("raised by the call itself")
+
+
+class LateAndWrong:
+    """A Forward that swallows its deadline's Cancelled and raises a BaseException instead."""
+
+    async def lookup(self, recipient: str) -> Sequence[str]:
+        if recipient.startswith("late@"):
+            try:
+                await trio.sleep(100)
+            except trio.Cancelled:
+                raise OwnBaseException("past its deadline") from None
+        return [recipient]
+
+
+@pytest.mark.parametrize("forward", [RaisingWhenCalled(), LateAndWrong()], ids=["call", "late"])
+async def test_a_hook_crash_at_its_call_or_past_its_deadline_fails_its_command_only(
+    cert_set: CertSet, autojump_clock: MockClock, forward: object
+) -> None:
+    config = base_config(hook_timeout=5)
+    async with (
+        running(cert_set, config=config, forward=forward) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        # Pipelined: the commands after the failed one are read as ever.
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<late@example.com>\r\nNOOP\r\n")
+        assert (await client.reply()).code == 250
+        failed = await client.reply()
+        assert (failed.code, failed.enhanced) == (451, "4.3.0")
+        assert (await client.reply()).code == 250
+        assert (await client.command("RSET")).code == 250
+    assert server.cancelled
+
+
+@pytest.mark.parametrize("stop", [SystemExit(3), KeyboardInterrupt()], ids=["exit", "interrupt"])
+async def test_a_hook_asking_the_process_to_stop_is_obeyed(
+    cert_set: CertSet, stop: BaseException
+) -> None:
+    class Stopping:
+        async def lookup(self, recipient: str) -> Sequence[str]:
+            raise stop
+
+    async def ask() -> None:
+        async with (
+            running(cert_set, forward=Stopping()) as server,
+            await Client.connect(server.mx) as client,
+        ):
+            await client.greeting_and_ehlo()
+            await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<x@example.com>\r\n")
+            await server.stopped.wait()
+
+    with pytest.raises(BaseException) as raised:  # noqa: PT011 - checked below
+        await ask()
+    error = raised.value
+    if isinstance(error, BaseExceptionGroup):
+        assert error.subgroup(type(stop)) is not None, error
+    else:
+        assert error is stop
+
+
 class WrongAnswers:
     """An Auth and a SenderPolicy that answer with the wrong types, as a slip in code does."""
 
