@@ -105,15 +105,17 @@ class AuthFailures:
                 times.popleft()
         return times
 
-    def blocked(self, address: str, now: float) -> bool:
+    def blocked(self, address: str, now: float, *, attempts: bool = True) -> bool:
         """Whether ``address`` has used up its failures for the window.
 
-        Attempts under way (``begin`` without ``end``) count as failures:
-        otherwise many connections that each try at once, before any of them
-        has failed, would all be let through.
+        Attempts under way (``begin`` without ``end``) count as failures
+        unless ``attempts`` is false: otherwise many connections that each
+        try at once, before any of them has failed, would all be let through.
         """
         times = self._recent(address, now)
-        own = (0 if times is None else len(times)) + self._attempts.get(address, 0)
+        own = 0 if times is None else len(times)
+        if attempts:
+            own += self._attempts.get(address, 0)
         return own + self._elsewhere(address) >= self._limit
 
     def begin(self, address: str, now: float) -> bool:

@@ -116,6 +116,9 @@ class ServerContext:
     connections: ConnectionCounter = field(default_factory=ConnectionCounter)
     auth_failures: AuthFailures = field(init=False)
     shutting_down: bool = False
+    #: Set (and replaced) each time an AUTH check ends, for those waiting
+    #: for a place under ``max_auth_failures_per_ip``.
+    auth_check_ended: trio.Event = field(default_factory=trio.Event)
     #: The sessions under way, for shutdown to tell.
     sessions: set[Session] = field(default_factory=set)
     _session_configs: dict[tuple[Role, bool], SessionConfig] = field(init=False)
@@ -876,11 +879,15 @@ class Session:
 
     async def _on_auth(self, conn: ServerConnection, event: AuthCredentials) -> None:
         address = self.peer[0]
-        auth_failures = self._context.auth_failures
-        if not auth_failures.begin(address, trio.current_time()):
+        started = await self._begin_auth_check(address)
+        if started is None:
             log.warning("%s AUTH refused: too many failures from %s", self.id, address)
             conn.reject(replies.TOO_MANY_AUTH_FAILURES)
             self._closing = True
+            return
+        if not started:
+            log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
+            conn.reject(replies.AUTH_TEMPORARY_FAILURE, counted=False)
             return
         if event.authorization_id and not same_mailbox(event.authorization_id, event.username):
             # RFC 4616 section 2: acting as another identity is not allowed
@@ -890,7 +897,7 @@ class Session:
                 self.id,
                 loggable(event.username),
             )
-            auth_failures.end(address)
+            self._end_auth_check(address)
             await self._auth_failed(conn)
             conn.reject(replies.AUTH_FAILED)
             self._check_auth_failures(conn)
@@ -911,7 +918,7 @@ class Session:
                 )
             finally:
                 # Before a failure is recorded below, with no checkpoint between.
-                auth_failures.end(address)
+                self._end_auth_check(address)
         except Reject as reject:
             # The hook's decision, counted like any hook's Reject; a
             # permanent one is also a failed attempt, met with the same
@@ -944,6 +951,34 @@ class Session:
         self._user_id, self._username = user_id, event.username
         log.info("%s AUTH %s as %s", self.id, event.mechanism, loggable(event.username))
         conn.accept()
+
+    async def _begin_auth_check(self, address: str) -> bool | None:
+        """Take a place for one check under the address's failure limit.
+
+        Checks under way count as failures until they end, so that
+        connections that each try at once get no more checks than the
+        limit.  When only such checks fill the address's places, this waits
+        for one to end (at most ``hook_timeout``) rather than refuse: many
+        good users behind one NAT, or an application's pool of connections,
+        log in at once.  Returns True once started, False if the wait was
+        too long (the client may try again), None if the address has used
+        up its failures.
+        """
+        context = self._context
+        failures = context.auth_failures
+        with trio.move_on_after(self._config.hook_timeout):
+            while not failures.begin(address, trio.current_time()):
+                if failures.blocked(address, trio.current_time(), attempts=False):
+                    return None
+                await context.auth_check_ended.wait()
+            return True
+        return False
+
+    def _end_auth_check(self, address: str) -> None:
+        context = self._context
+        context.auth_failures.end(address)
+        context.auth_check_ended.set()
+        context.auth_check_ended = trio.Event()
 
     async def _auth_failed(self, conn: ServerConnection) -> None:
         """Count a failure and wait, longer each time, before answering."""

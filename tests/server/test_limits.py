@@ -25,6 +25,7 @@ from .conftest import (
     Client,
     Delivered,
     RecordingMailer,
+    Running,
     base_config,
     running,
 )
@@ -356,16 +357,37 @@ async def test_max_auth_failures_per_ip_counts_across_connections_within_window(
 
 
 class SlowAuth:
-    """An Auth hook that holds every check until ``release`` is set."""
+    """An Auth hook that holds every check until ``release`` is set.
 
-    def __init__(self) -> None:
-        self.in_flight = 0
+    It answers ``good`` (the login, or None), and counts the checks under
+    way at once.  ``shielded`` checks ignore their deadline, as a check
+    in a thread that cannot be abandoned does.
+    """
+
+    def __init__(self, good: bool = False, shielded: bool = False) -> None:
+        self.good, self.shielded = good, shielded
+        self.started = self.in_flight = self.most_in_flight = 0
         self.release = trio.Event()
 
     async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.started += 1
         self.in_flight += 1
-        await self.release.wait()
-        return None
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            with trio.CancelScope(shield=self.shielded):
+                await self.release.wait()
+        finally:
+            self.in_flight -= 1
+        return username if self.good else None
+
+
+async def try_at_once(server: Running, cert_set: CertSet, count: int) -> list[Client]:
+    """``count`` connections from one address, each sending AUTH PLAIN at once."""
+    clients = [await submission_client(server.submission, cert_set) for _ in range(count)]
+    token = base64.b64encode(f"\0user@example.com\0{PASSWORD}".encode()).decode()
+    for client in clients:
+        await client.send(f"AUTH PLAIN {token}\r\n")
+    return clients
 
 
 async def test_max_auth_failures_per_ip_counts_attempts_under_way(
@@ -375,28 +397,86 @@ async def test_max_auth_failures_per_ip_counts_attempts_under_way(
     auth = SlowAuth()
     config = base_config(max_auth_failures_per_ip=3, auth_failure_delay=0.1)
     async with running(cert_set, config=config, auth=auth) as server:
-        clients = [await submission_client(server.submission, cert_set) for _ in range(5)]
-        token = base64.b64encode(b"\0user@example.com\0wrong").decode()
+        clients = await try_at_once(server, cert_set, 5)
         try:
-            for client in clients:
-                await client.send(f"AUTH PLAIN {token}\r\n")
-            # Three checks are under way; the other two are refused unchecked.
-            checking = [client for client in clients if await client.silent_for(1.0)]
-            assert (auth.in_flight, len(checking)) == (3, 3)
-            for client in clients:
-                if client not in checking:
-                    answer = await client.reply()
-                    assert (answer.code, answer.enhanced) == (421, "4.7.0")
+            # Three checks are under way; the other two wait for a place.
+            assert all([await client.silent_for(1.0) for client in clients])
+            assert auth.in_flight == 3
             auth.release.set()
-            for client in checking:
-                assert (await client.reply()).code == 535
+            codes = sorted([(await client.reply()).code for client in clients])
+            # The three failed; by then the address had used up its failures.
+            assert codes == [421, 421, 535, 535, 535]
         finally:
             for client in clients:
                 await client.aclose()
-        # Now failed, they still count: the address is refused unchecked.
         async with await submission_client(server.submission, cert_set) as client:
             assert (await client.login()).code == 421
-        assert auth.in_flight == 3
+        assert auth.started == 3
+
+
+async def test_good_logins_at_once_from_one_address_all_get_in(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """A NAT's users, or an application's pool: checks wait for a place, not refused."""
+    auth = SlowAuth(good=True)
+    config = base_config(max_auth_failures_per_ip=3)
+    async with running(cert_set, config=config, auth=auth) as server:
+        clients = await try_at_once(server, cert_set, 8)
+        try:
+            await trio.sleep(1)
+            auth.release.set()
+            assert [(await client.reply()).code for client in clients] == [235] * 8
+        finally:
+            for client in clients:
+                await client.aclose()
+    assert (auth.started, auth.most_in_flight) == (8, 3)
+
+
+async def test_a_wait_for_a_place_gives_up_after_hook_timeout_with_454(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    auth = SlowAuth(good=True, shielded=True)
+    config = base_config(max_auth_failures_per_ip=1, hook_timeout=10)
+    async with running(cert_set, config=config, auth=auth) as server:
+        first, waiting = await try_at_once(server, cert_set, 2)
+        async with first, waiting:
+            start = trio.current_time()
+            answer = await waiting.reply()
+            assert (answer.code, answer.enhanced) == (454, "4.7.0")
+            assert trio.current_time() - start == pytest.approx(10, abs=0.1)
+            auth.release.set()
+            # The shielded check's late answer stands; the waiter may try again.
+            assert (await first.reply()).code == 235
+            assert (await waiting.login()).code == 235
+
+
+class FailingAuth:
+    """An Auth hook that fails in turn by an exception, a temporary Reject and its deadline."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.calls += 1
+        if self.calls % 3 == 1:
+            raise RuntimeError("directory down")
+        if self.calls % 3 == 2:
+            raise smtp_recv.Reject(454, "4.7.0", "Try later")
+        await trio.sleep(1000)  # past hook_timeout
+        return None
+
+
+async def test_a_check_that_fails_gives_its_place_back(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """None of these is the client's failed attempt: the address is never refused."""
+    auth = FailingAuth()
+    config = base_config(max_auth_failures_per_ip=2, hook_timeout=5)
+    async with running(cert_set, config=config, auth=auth) as server:
+        for _ in range(6):
+            async with await submission_client(server.submission, cert_set) as client:
+                assert (await client.login()).code == 454
+    assert auth.calls == 6
 
 
 async def test_an_attempt_ended_holds_no_place_under_the_per_ip_limit(
