@@ -1048,8 +1048,13 @@ class Session:
             raise
         except BaseException as error:
             if _holds_cancelled(error):
-                # The shutdown's grace period ended in the Mailer: 421.
-                self._log_message(event, recipients, content, replies.SHUTTING_DOWN, "(shutdown)")
+                # The shutdown's grace period, or the session's time limit,
+                # ended in the Mailer: run() gives the client its 421.
+                if self._context.shutting_down:
+                    reply, why = replies.SHUTTING_DOWN, "(shutdown)"
+                else:
+                    reply, why = replies.TIMEOUT, "(session time limit)"
+                self._log_message(event, recipients, content, reply, why)
             raise
         finally:
             content.close()

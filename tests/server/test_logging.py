@@ -155,6 +155,23 @@ async def test_a_message_cut_off_by_its_deadline_or_the_shutdown_is_logged_with_
     )
 
 
+async def test_a_mailer_cut_off_by_the_session_time_limit_is_logged_so(
+    cert_set: CertSet, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    caplog.set_level(logging.INFO, logger="smtp_recv")
+    mailer = RecordingMailer(delay=100)
+    config = base_config(mailer_timeout=50, session_timeout=10)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        answer = await client.send_message("a@b.example", ["bob@example.com"])
+        assert (answer.code, answer.enhanced) == (421, "4.4.2")
+    (cut_off,) = message_lines(caplog)
+    assert re.search(r" result=421 \(session time limit\)$", cut_off), cut_off
+
+
 async def test_a_message_the_client_never_finished_is_logged_as_dropped(
     cert_set: CertSet, caplog: pytest.LogCaptureFixture
 ) -> None:
