@@ -17,7 +17,7 @@ import types
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, NoReturn, TypeVar
 
 import trio
 
@@ -207,6 +207,14 @@ def _raised_for(error: BaseException, name: str) -> BaseException:
         # own handlers (a 421 at the grace period's end) see it as such.
         return _first_leaf(cancelled)
     return _HookCrashed(f"{name} raised {type(error).__name__}")
+
+
+def _reraise(error: BaseException, name: str) -> NoReturn:
+    """Raise, in the hook's ``except`` clause, what the session raises for ``error``."""
+    raised = _raised_for(error, name)
+    if raised is error:
+        raise error
+    raise raised from (error if isinstance(raised, _HookCrashed) else None)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -759,10 +767,7 @@ class Session:
             result: T = done.value
             return result
         except BaseException as error:
-            raised = _raised_for(error, name)
-            if raised is error:
-                raise
-            raise raised from (error if isinstance(raised, _HookCrashed) else None)
+            _reraise(error, name)
         wait = self._wait
         self._waiting = _Waiting.HOOK
         self._hook_name, self._hook_timeout_reply = name, on_timeout
@@ -781,10 +786,7 @@ class Session:
             self._end_hook_wait(wait)
             if wait.cancel_called:
                 self._waiting = _Waiting.SPENT
-            raised = _raised_for(error, name)
-            if raised is error:
-                raise
-            raise raised from (error if isinstance(raised, _HookCrashed) else None)
+            _reraise(error, name)
         # The hook answered, maybe as its deadline passed (a thread that
         # cannot be abandoned finishes its work): the answer stands.  A
         # Mailer that has stored the message must not be reported as failed,
