@@ -180,17 +180,19 @@ def _raised_for(error: BaseException, name: str) -> BaseException:
     """What the session raises for the ``error`` a hook raised.
 
     An ``Exception`` is the hook's failure, for the event's handler.
-    ``KeyboardInterrupt``, ``SystemExit`` and ``GeneratorExit`` ask the
-    process to stop, or the coroutine to close: they go on up, as does any
-    group holding one.  A ``Cancelled`` while a scope around the session is
-    cancelled is that cancellation: it goes on up, alone, and the rest of
-    a group that held it (a task of the hook that failed as it was
-    cancelled) is logged as the hook's failure.  Anything else that is not
-    an ``Exception`` is a bug of the hook: it becomes ``_HookCrashed``.
+    ``KeyboardInterrupt`` and ``SystemExit`` ask the process to stop: they
+    go on up, as does any group holding one.  (So does the GeneratorExit
+    that closes the session's own coroutine, which ``_hook`` tells apart
+    before it gets here: any other is the hook's.)  A ``Cancelled`` while a
+    scope around the session is cancelled is that cancellation: it goes on
+    up, alone, and the rest of a group that held it (a task of the hook
+    that failed as it was cancelled) is logged as the hook's failure.
+    Anything else that is not an ``Exception`` is a bug of the hook: it
+    becomes ``_HookCrashed``.
     """
     if isinstance(error, Exception):
         return error
-    stops = (KeyboardInterrupt, SystemExit, GeneratorExit)
+    stops = (KeyboardInterrupt, SystemExit)
     if isinstance(error, BaseExceptionGroup):
         if error.subgroup(stops) is not None:
             return error
@@ -230,17 +232,26 @@ def _holds_cancelled(error: BaseException) -> bool:
 
 
 @types.coroutine
-def _resume(steps: Generator[Any, Any, T], trap: object) -> Generator[Any, Any, T]:
+def _resume(
+    steps: Generator[Any, Any, T], trap: object, closed: list[bool]
+) -> Generator[Any, Any, T]:
     """Go on running an awaitable that has yielded ``trap``, as ``await`` would.
 
     trio answers each trap by sending a value back (it never throws into a
     task), so relaying what is yielded and sent is all that ``await`` does
-    here.  Should this frame be closed, the awaitable is closed with it.
+    here.  Should this frame be closed, the awaitable is closed with it, and
+    ``closed`` says so: the GeneratorExit that then reaches the caller is
+    the close, not the hook's.
     """
     try:
         while True:
             try:
-                trap = steps.send((yield trap))
+                sent = yield trap
+            except GeneratorExit:
+                closed.append(True)
+                raise
+            try:
+                trap = steps.send(sent)
             except StopIteration as done:
                 result: T = done.value
                 return result
@@ -772,9 +783,12 @@ class Session:
         self._waiting = _Waiting.HOOK
         self._hook_name, self._hook_timeout_reply = name, on_timeout
         wait.deadline = trio.current_time() + limit
+        closed: list[bool] = []
         try:
-            result = await _resume(steps, trap)
+            result = await _resume(steps, trap, closed)
         except BaseException as error:
+            if closed:
+                raise
             if wait.cancel_called and _holds_cancelled(error):
                 # The deadline cut the hook off.  Its Cancelled may come
                 # wrapped in the groups of nurseries it opened, along with

@@ -6,7 +6,7 @@ import asyncio
 import base64
 import contextlib
 import socket
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Sequence
 from typing import ClassVar, NoReturn
 
 import pytest
@@ -15,7 +15,9 @@ import trio.lowlevel
 import trio.testing
 
 import smtp_recv
+import smtp_recv._session
 from smtp_recv._session import SHUTDOWN_QUIT_WAIT
+from smtp_recv.protocol import replies
 from smtp_recv.testing import MemoryMailer
 
 from .conftest import CertSet, Client, RecordingMailer, Running, base_config, running
@@ -155,6 +157,11 @@ async def stray_cancelled() -> BaseException:
     return kept
 
 
+async def generator_exit() -> BaseException:
+    # Only the session's own coroutine being closed may pass one on.
+    return GeneratorExit()
+
+
 async def group_of_them() -> BaseException:
     return BaseExceptionGroup("hook tasks", [asyncio.CancelledError(), OwnBaseException()])
 
@@ -201,6 +208,7 @@ CRASHES = {
     "asyncio-cancelled": asyncio_cancelled,
     "own-base-exception": own_base_exception,
     "stray-cancelled": stray_cancelled,
+    "generator-exit": generator_exit,
     "group": group_of_them,
 }
 
@@ -348,6 +356,30 @@ async def test_a_hook_asking_the_process_to_stop_is_obeyed(
         assert error.subgroup(type(stop)) is not None, error
     else:
         assert error is stop
+
+
+async def test_closing_the_session_coroutine_in_a_hook_is_not_the_hooks_failure() -> None:
+    """A coroutine closed unfinished gets GeneratorExit at its yield: that one goes through."""
+
+    class Suspends:
+        def __await__(self) -> Generator[str, None, list[str]]:
+            yield "a trap"
+            return ["x@example.com"]
+
+    async def lookup(recipient: str) -> list[str]:
+        return await Suspends()
+
+    class Session:  # what Session._hook uses of its session
+        _end_hook_wait = smtp_recv._session.Session._end_hook_wait
+        _wait = trio.CancelScope()
+        _waiting = smtp_recv._session._Waiting.NOTHING
+        _hook_name = ""
+        _hook_timeout_reply = None
+
+    hook = smtp_recv._session.Session._hook
+    coroutine = hook(Session(), "Forward hook", 60, replies.TEMPORARY_FAILURE, lookup, "r")  # type: ignore[arg-type]
+    assert coroutine.send(None) == "a trap"
+    coroutine.close()  # raises if the GeneratorExit is turned into a failure
 
 
 class WrongAnswers:
