@@ -105,24 +105,29 @@ class AuthFailures:
                 times.popleft()
         return times
 
-    def blocked(self, address: str, now: float, *, attempts: bool = True) -> bool:
-        """Whether ``address`` has used up its failures for the window.
+    def blocked(self, address: str, now: float) -> bool:
+        """Whether ``address`` has no place left for an attempt: see ``begin``."""
+        return self.begin(address, now, take=False) is not True
 
-        Attempts under way (``begin`` without ``end``) count as failures
-        unless ``attempts`` is false: otherwise many connections that each
-        try at once, before any of them has failed, would all be let through.
+    def begin(self, address: str, now: float, *, take: bool = True) -> bool | None:
+        """Start an attempt from ``address`` (unless ``take`` is false).
+
+        Attempts under way (``begin`` without ``end``) hold a place each, as
+        failures do: otherwise many connections that each try at once,
+        before any of them has failed, would all be let through.  Returns
+        True once started; False if the address has used up its failures;
+        None if attempts under way here fill its other places, so that one
+        of them ending (``end``) may free one.
         """
         times = self._recent(address, now)
-        own = 0 if times is None else len(times)
-        if attempts:
-            own += self._attempts.get(address, 0)
-        return own + self._elsewhere(address) >= self._limit
-
-    def begin(self, address: str, now: float) -> bool:
-        """Start an attempt from ``address``, or return False if it has none left."""
-        if self.blocked(address, now):
+        failures = (0 if times is None else len(times)) + self._elsewhere(address)
+        if failures >= self._limit:
             return False
-        self._attempts[address] = self._attempts.get(address, 0) + 1
+        attempts = self._attempts.get(address, 0)
+        if failures + attempts >= self._limit:
+            return None
+        if take:
+            self._attempts[address] = attempts + 1
         return True
 
     def end(self, address: str) -> None:

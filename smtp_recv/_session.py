@@ -153,6 +153,8 @@ class ServerContext:
     def begin_shutdown(self) -> None:
         """Close idle sessions soon; the others finish their transaction first."""
         self.shutting_down = True
+        # AUTH checks waiting for a place are refused now, not started.
+        self.auth_check_ended.set()
         for session in self.sessions:
             session.shut_down()
 
@@ -895,15 +897,12 @@ class Session:
 
     async def _on_auth(self, conn: ServerConnection, event: AuthCredentials) -> None:
         address = self.peer[0]
-        started = await self._begin_auth_check(address)
-        if started is None:
-            log.warning("%s AUTH refused: too many failures from %s", self.id, address)
-            conn.reject(replies.TOO_MANY_AUTH_FAILURES)
-            self._closing = True
-            return
-        if not started:
-            log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
-            conn.reject(replies.AUTH_TEMPORARY_FAILURE, counted=False)
+        refusal = await self._begin_auth_check(address)
+        if refusal is not None:
+            # The address's failures are the client's errors; a wait too
+            # long or our shutdown are not.
+            conn.reject(refusal, counted=refusal is replies.TOO_MANY_AUTH_FAILURES)
+            self._closing = refusal.closes
             return
         if event.authorization_id and not same_mailbox(event.authorization_id, event.username):
             # RFC 4616 section 2: acting as another identity is not allowed
@@ -968,27 +967,32 @@ class Session:
         log.info("%s AUTH %s as %s", self.id, event.mechanism, loggable(event.username))
         conn.accept()
 
-    async def _begin_auth_check(self, address: str) -> bool | None:
+    async def _begin_auth_check(self, address: str) -> Reply | None:
         """Take a place for one check under the address's failure limit.
 
-        Checks under way count as failures until they end, so that
+        Checks under way hold a place each, as failures do, so that
         connections that each try at once get no more checks than the
         limit.  When only such checks fill the address's places, this waits
         for one to end (at most ``hook_timeout``) rather than refuse: many
         good users behind one NAT, or an application's pool of connections,
-        log in at once.  Returns True once started, False if the wait was
-        too long (the client may try again), None if the address has used
-        up its failures.
+        log in at once.  Once the server is shutting down it waits no more.
+        Returns None once the check may start, else the refusal.
         """
         context = self._context
         failures = context.auth_failures
         with trio.move_on_after(self._config.hook_timeout):
-            while not failures.begin(address, trio.current_time()):
-                if failures.blocked(address, trio.current_time(), attempts=False):
+            while True:
+                started = failures.begin(address, trio.current_time())
+                if started:
                     return None
+                if started is False:
+                    log.warning("%s AUTH refused: too many failures from %s", self.id, address)
+                    return replies.TOO_MANY_AUTH_FAILURES
+                if context.shutting_down:
+                    return replies.SHUTTING_DOWN
                 await context.auth_check_ended.wait()
-            return True
-        return False
+        log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
+        return replies.AUTH_TEMPORARY_FAILURE
 
     def _end_auth_check(self, address: str) -> None:
         context = self._context

@@ -450,6 +450,31 @@ async def test_a_wait_for_a_place_gives_up_after_hook_timeout_with_454(
             assert (await waiting.login()).code == 235
 
 
+async def test_auth_checks_waiting_for_a_place_are_refused_at_shutdown(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """The shutdown waits for no check that has not started (README: messages in flight)."""
+    auth = SlowAuth(good=True)
+    config = base_config(max_auth_failures_per_ip=1, shutdown_grace=30)
+    async with running(cert_set, config=config, auth=auth) as server:
+        first, *waiting = await try_at_once(server, cert_set, 3)
+        try:
+            await trio.sleep(1)
+            start = trio.current_time()
+            server.stop()
+            for client in waiting:
+                refused = await client.reply()
+                assert (refused.code, refused.enhanced) == (421, "4.3.2")
+                assert await client.closed() == b""
+            assert trio.current_time() - start < 0.1
+            auth.release.set()
+            assert (await first.reply()).code == 235
+        finally:
+            for client in (first, *waiting):
+                await client.aclose()
+    assert auth.started == 1
+
+
 class FailingAuth:
     """An Auth hook that fails in turn by an exception, a temporary Reject and its deadline."""
 
