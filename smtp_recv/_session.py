@@ -337,6 +337,7 @@ class Session:
         "_recipients",
         "_replies_possible",
         "_role",
+        "_session_scope",
         "_spool",
         "_transport",
         "_user_id",
@@ -390,6 +391,8 @@ class Session:
         # The transaction under way, as far as the I/O layer is concerned.
         self._recipients: list[Recipient] = []
         self._spool: Spool | None = None
+        # The session_timeout's scope, once run() has entered it.
+        self._session_scope: trio.CancelScope | None = None
         self._message_id = ""
         self._received_headers = ReceivedHeaders(self._config.hostname, peer[0])
         # Since when, and how many bytes, the client has been sending a body
@@ -409,6 +412,7 @@ class Session:
         sessions.add(self)
         try:
             with trio.move_on_after(config.session_timeout) as session_scope:
+                self._session_scope = session_scope
                 await self._serve(connections_from_peer)
             if session_scope.cancelled_caught:
                 log.info("%s session time limit reached", self.id)
@@ -1070,10 +1074,11 @@ class Session:
             if _holds_cancelled(error):
                 # The shutdown's grace period, or the session's time limit,
                 # ended in the Mailer: run() gives the client its 421.
-                if self._context.shutting_down:
-                    reply, why = replies.SHUTTING_DOWN, "(shutdown)"
-                else:
+                scope = self._session_scope
+                if scope is not None and scope.cancel_called:
                     reply, why = replies.TIMEOUT, "(session time limit)"
+                else:
+                    reply, why = replies.SHUTTING_DOWN, "(shutdown)"
                 self._log_message(event, recipients, content, reply, why)
             raise
         finally:

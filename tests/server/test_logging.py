@@ -155,18 +155,28 @@ async def test_a_message_cut_off_by_its_deadline_or_the_shutdown_is_logged_with_
     )
 
 
+@pytest.mark.parametrize("shutdown", [False, True], ids=["serving", "in-shutdown-grace"])
 async def test_a_mailer_cut_off_by_the_session_time_limit_is_logged_so(
-    cert_set: CertSet, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+    cert_set: CertSet,
+    caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock,
+    shutdown: bool,
 ) -> None:
     caplog.set_level(logging.INFO, logger="smtp_recv")
     mailer = RecordingMailer(delay=100)
-    config = base_config(mailer_timeout=50, session_timeout=10)
+    config = base_config(mailer_timeout=50, session_timeout=10, shutdown_grace=30)
     async with (
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
     ):
         await client.greeting_and_ehlo()
-        answer = await client.send_message("a@b.example", ["bob@example.com"])
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+        await client.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        await mailer.entered.wait()
+        if shutdown:
+            server.stop()  # its grace outlasts the session's limit
+        answer = await client.reply()
         assert (answer.code, answer.enhanced) == (421, "4.4.2")
     (cut_off,) = message_lines(caplog)
     assert re.search(r" result=421 \(session time limit\)$", cut_off), cut_off
