@@ -15,6 +15,8 @@ _counter = itertools.count(1)
 # (RFC 5322 ctext): one C-level pass replaces it, instead of a Python-level
 # test per character.
 _UNSAFE = re.compile(r"[^a-zA-Z0-9.\-_:\[\]@+=!#$%&*/?^{|}~]")
+# The same, and "?" too: in a log line "?" stands for empty text.
+_LOG_UNSAFE = re.compile(r"[^a-zA-Z0-9.\-_:\[\]@+=!#$%&*/^{|}~]")
 
 
 def _process_tag() -> str:
@@ -54,13 +56,14 @@ def loggable(text: str, limit: int = 255) -> str:
 
     What :func:`escape` turns into ``?`` comes out as a Python-style escape
     instead (``j\\xf6rg``, a space as ``\\x20``, a backslash as
-    ``\\x5c``): still one ASCII word that cannot forge a line or a field,
-    and two different logins never look alike.
+    ``\\x5c``, and ``?`` itself as ``\\x3f``): still one ASCII word that
+    cannot forge a line or a field, and two different texts of up to
+    ``limit`` characters never look alike (empty text is a lone ``?``).
     """
     text = text[:limit]
-    if _UNSAFE.search(text) is None:
+    if _LOG_UNSAFE.search(text) is None:
         return text or "?"
-    return _UNSAFE.sub(_escaped, text)
+    return _LOG_UNSAFE.sub(_escaped, text)
 
 
 def _escaped(match: re.Match[str]) -> str:
