@@ -216,7 +216,7 @@ async def start_tls(
 
 
 async def prelude(
-    server: TestServer,
+    server: TestServer[MemoryMailer],
     listener: Listener,
     kind: Prelude,
     *,
@@ -235,7 +235,7 @@ async def prelude(
 
 async def _bring(
     client: Client,
-    server: TestServer,
+    server: TestServer[MemoryMailer],
     listener: Listener,
     kind: Prelude,
     sender: str | None,
@@ -291,13 +291,12 @@ class RecordingForward(AcceptDomains):
 
 @dataclass
 class Harness:
-    server: TestServer
+    server: TestServer[MemoryMailer]
     forward: RecordingForward
 
     @property
     def mailer(self) -> MemoryMailer:
-        mailer: MemoryMailer = self.server.mailer
-        return mailer
+        return self.server.mailer
 
 
 @asynccontextmanager

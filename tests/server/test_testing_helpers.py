@@ -14,6 +14,7 @@ import trio
 import trio.testing
 
 from smtp_recv.testing import (
+    MemoryMailer,
     TestServer,
     ThreadedTestServer,
     config_for_tests,
@@ -79,7 +80,7 @@ async def test_config_for_tests_changes_a_limit_and_keeps_the_test_settings() ->
         assert not server.config.reverse_dns
 
 
-def test_smtp_server_thread_fixture(smtp_server_thread: TestServer) -> None:
+def test_smtp_server_thread_fixture(smtp_server_thread: TestServer[MemoryMailer]) -> None:
     with smtplib.SMTP(*smtp_server_thread.mx, timeout=10) as smtp:
         refused = smtp.sendmail("a@example.org", ["bob@example.com", "x@nowhere.org"], BODY)
     assert list(refused) == ["x@nowhere.org"]
@@ -87,7 +88,7 @@ def test_smtp_server_thread_fixture(smtp_server_thread: TestServer) -> None:
     assert [r.address for r in mail.recipients] == ["bob@example.com"]
 
 
-async def test_smtp_server_fixture(smtp_server: TestServer) -> None:
+async def test_smtp_server_fixture(smtp_server: TestServer[MemoryMailer]) -> None:
     def send() -> None:
         with smtplib.SMTP(*smtp_server.mx, timeout=10) as smtp:
             smtp.starttls(context=smtp_server.client_context())
