@@ -80,6 +80,10 @@ _BODY_STATES = frozenset({State.DATA, State.BDAT})
 _AUTH_FAILURE_REPLIES = frozenset({replies.AUTH_FAILED, replies.AUTH_CANCELLED})
 
 
+#: Seconds between looks for a place under max_auth_failures_per_ip.
+AUTH_PLACE_RECHECK = 1.0
+
+
 class _Waiting(enum.Enum):
     """What a session waits for when its wait scope fires."""
 
@@ -993,8 +997,13 @@ class Session:
                     log.warning("%s AUTH refused: too many failures from %s", self.id, address)
                     return replies.TOO_MANY_AUTH_FAILURES
                 if context.shutting_down:
+                    log.info("%s AUTH refused: the server is shutting down", self.id)
                     return replies.SHUTTING_DOWN
-                await context.auth_check_ended.wait()
+                # A check ending frees a place, and so does a failure
+                # leaving the window (here or on another worker), which
+                # sets no event: look again at least once a second.
+                with trio.move_on_after(AUTH_PLACE_RECHECK):
+                    await context.auth_check_ended.wait()
         log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
         return replies.AUTH_TEMPORARY_FAILURE
 

@@ -381,12 +381,15 @@ class SlowAuth:
         return username if self.good else None
 
 
+def plain(username: str, password: str = PASSWORD) -> str:
+    return base64.b64encode(f"\0{username}\0{password}".encode()).decode()
+
+
 async def try_at_once(server: Running, cert_set: CertSet, count: int) -> list[Client]:
     """``count`` connections from one address, each sending AUTH PLAIN at once."""
     clients = [await submission_client(server.submission, cert_set) for _ in range(count)]
-    token = base64.b64encode(f"\0user@example.com\0{PASSWORD}".encode()).decode()
     for client in clients:
-        await client.send(f"AUTH PLAIN {token}\r\n")
+        await client.send(f"AUTH PLAIN {plain('user@example.com')}\r\n")
     return clients
 
 
@@ -441,10 +444,12 @@ async def test_a_wait_for_a_place_gives_up_after_hook_timeout_with_454(
         first, waiting = await try_at_once(server, cert_set, 2)
         async with first, waiting:
             start = trio.current_time()
-            answer = await waiting.reply()
-            assert (answer.code, answer.enhanced) == (454, "4.7.0")
-            assert trio.current_time() - start == pytest.approx(10, abs=0.1)
-            auth.release.set()
+            try:
+                answer = await waiting.reply()
+                assert (answer.code, answer.enhanced) == (454, "4.7.0")
+                assert trio.current_time() - start == pytest.approx(10, abs=0.1)
+            finally:
+                auth.release.set()  # or the shielded check holds the shutdown for ever
             # The shielded check's late answer stands; the waiter may try again.
             assert (await first.reply()).code == 235
             assert (await waiting.login()).code == 235
@@ -473,6 +478,48 @@ async def test_auth_checks_waiting_for_a_place_are_refused_at_shutdown(
             for client in (first, *waiting):
                 await client.aclose()
     assert auth.started == 1
+
+
+class HeldOrWrong:
+    """Refuses the password "wrong" at once; holds logins of held@ until ``release``."""
+
+    def __init__(self) -> None:
+        self.release = trio.Event()
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        if password == "wrong":
+            return None
+        if username.startswith("held@"):
+            with trio.CancelScope(shield=True):  # past its deadline, as a thread may be
+                await self.release.wait()
+        return username
+
+
+async def test_a_failure_leaving_the_window_frees_a_place_for_a_waiting_check(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    auth = HeldOrWrong()
+    config = base_config(
+        max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
+    )
+    async with running(cert_set, config=config, auth=auth) as server:
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login(password="wrong")).code == 535
+        await trio.sleep(90)
+        held = await submission_client(server.submission, cert_set)
+        waiting = await submission_client(server.submission, cert_set)
+        async with held, waiting:
+            await held.send(f"AUTH PLAIN {plain('held@example.com')}\r\n")
+            await trio.sleep(5)
+            start = trio.current_time()
+            await waiting.send(f"AUTH PLAIN {plain('user@example.com')}\r\n")
+            try:
+                # Its place comes when the failure, made 95 s before, leaves the window.
+                assert (await waiting.reply()).code == 235
+                assert 5 <= trio.current_time() - start <= 5 + 1.5
+            finally:
+                auth.release.set()  # or the held check holds the shutdown for ever
+            assert (await held.reply()).code == 235
 
 
 class FailingAuth:
