@@ -329,6 +329,7 @@ class Session:
         "_config",
         "_conn",
         "_context",
+        "_cut_off",
         "_handshake",
         "_hook_name",
         "_hook_timeout_reply",
@@ -341,7 +342,6 @@ class Session:
         "_recipients",
         "_replies_possible",
         "_role",
-        "_session_scope",
         "_spool",
         "_transport",
         "_user_id",
@@ -395,8 +395,9 @@ class Session:
         # The transaction under way, as far as the I/O layer is concerned.
         self._recipients: list[Recipient] = []
         self._spool: Spool | None = None
-        # The session_timeout's scope, once run() has entered it.
-        self._session_scope: trio.CancelScope | None = None
+        # A message whose Mailer a cancellation cut off, for run() to log
+        # with the reply it gives: (sender, recipients, size).
+        self._cut_off: tuple[str, int, int] | None = None
         self._message_id = ""
         self._received_headers = ReceivedHeaders(self._config.hostname, peer[0])
         # Since when, and how many bytes, the client has been sending a body
@@ -416,15 +417,16 @@ class Session:
         sessions.add(self)
         try:
             with trio.move_on_after(config.session_timeout) as session_scope:
-                self._session_scope = session_scope
                 await self._serve(connections_from_peer)
             if session_scope.cancelled_caught:
                 log.info("%s session time limit reached", self.id)
+                self._log_cut_off(replies.TIMEOUT, "(session time limit)")
                 await self._final_reply(replies.TIMEOUT)
         except (_Closed, trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except trio.Cancelled:
             # Shutdown's grace period is over: say so, briefly, and go.
+            self._log_cut_off(replies.SHUTTING_DOWN, "(shutdown)")
             await self._final_reply(replies.SHUTTING_DOWN)
             raise
         except Exception:
@@ -1077,18 +1079,15 @@ class Session:
         try:
             reply = await self._deliver(conn, event, content, recipients)
         except _HookTimedOut:
-            self._log_message(event, recipients, content, self._hook_timeout_reply, "(timeout)")
+            self._log_message(
+                event.sender, len(recipients), content.size, self._hook_timeout_reply, "(timeout)"
+            )
             raise
         except BaseException as error:
             if _holds_cancelled(error):
                 # The shutdown's grace period, or the session's time limit,
-                # ended in the Mailer: run() gives the client its 421.
-                scope = self._session_scope
-                if scope is not None and scope.cancel_called:
-                    reply, why = replies.TIMEOUT, "(session time limit)"
-                else:
-                    reply, why = replies.SHUTTING_DOWN, "(shutdown)"
-                self._log_message(event, recipients, content, reply, why)
+                # ended in the Mailer: run() knows which, and says so.
+                self._cut_off = (event.sender, len(recipients), content.size)
             raise
         finally:
             content.close()
@@ -1097,15 +1096,14 @@ class Session:
         else:
             conn.reject(reply)
             self._closing = reply.closes
-        self._log_message(event, recipients, content, reply)
+        self._log_message(event.sender, len(recipients), content.size, reply)
+
+    def _log_cut_off(self, reply: Reply, why: str) -> None:
+        if self._cut_off is not None:
+            self._log_message(*self._cut_off, reply, why)
 
     def _log_message(
-        self,
-        event: MessageComplete,
-        recipients: tuple[Recipient, ...],
-        content: MessageContent,
-        reply: Reply,
-        why: str = "",
+        self, sender: str, recipients: int, size: int, reply: Reply, why: str = ""
     ) -> None:
         """The message's log line, with the code of the reply the client gets."""
         if log.isEnabledFor(logging.INFO):
@@ -1115,9 +1113,9 @@ class Session:
                 "%s message %s from=<%s> rcpts=%d size=%d result=%d%s",
                 self.id,
                 self._message_id,
-                _path(event.sender),
-                len(recipients),
-                content.size,
+                _path(sender),
+                recipients,
+                size,
                 reply.code,
                 f" {why}" if why else "",
             )

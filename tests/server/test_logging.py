@@ -11,6 +11,7 @@ import pytest
 import trio
 import trio.testing
 
+from smtp_recv import Mail, UserMail
 from smtp_recv._trace import loggable
 
 from .conftest import PASSWORD, CertSet, Client, RecordingMailer, base_config, running
@@ -187,6 +188,47 @@ async def test_a_mailer_cut_off_by_the_session_time_limit_is_logged_so(
         assert (answer.code, answer.enhanced) == (421, "4.4.2")
     (cut_off,) = message_lines(caplog)
     assert re.search(r" result=421 \(session time limit\)$", cut_off), cut_off
+
+
+class SlowToStop:
+    """A Mailer whose cleanup, once cancelled, outlasts the session's time limit."""
+
+    def __init__(self) -> None:
+        self.entered = trio.Event()
+
+    async def forward(self, mail: Mail) -> None:
+        self.entered.set()
+        try:
+            await trio.sleep_forever()
+        finally:
+            with trio.CancelScope(shield=True):
+                await trio.sleep(20)
+
+    async def send(self, mail: UserMail) -> None:
+        raise AssertionError("MX only")
+
+
+async def test_the_cause_logged_is_the_reply_the_client_gets(
+    cert_set: CertSet, caplog: pytest.LogCaptureFixture, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The grace ends first; the session's limit passes in the Mailer's cleanup."""
+    caplog.set_level(logging.INFO, logger="smtp_recv")
+    mailer = SlowToStop()
+    config = base_config(session_timeout=10, shutdown_grace=5, mailer_timeout=100)
+    async with (
+        running(cert_set, config=config, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
+        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
+        await client.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
+        await mailer.entered.wait()
+        server.stop()
+        answer = await client.reply()
+        assert (answer.code, answer.enhanced) == (421, "4.3.2")
+    (cut_off,) = message_lines(caplog)
+    assert cut_off.endswith(" result=421 (shutdown)"), cut_off
 
 
 async def test_a_message_the_client_never_finished_is_logged_as_dropped(
