@@ -281,6 +281,21 @@ class Client:
         await self.aclose()
 
 
+ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
+
+
+async def send_in_flight(busy: Client, mailer: Any, after: bytes = b"") -> None:
+    """A message (and ``after`` in the same write) up to where the Mailer has it.
+
+    ``mailer`` is any Mailer with an ``entered`` event, as RecordingMailer has.
+    """
+    await busy.greeting_and_ehlo()
+    await busy.send(ENVELOPE)
+    assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
+    await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n" + after)
+    await mailer.entered.wait()
+
+
 # -- running a server ------------------------------------------------------------
 @dataclass
 class Running:

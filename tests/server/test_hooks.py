@@ -20,7 +20,16 @@ from smtp_recv._session import SHUTDOWN_QUIT_WAIT
 from smtp_recv.protocol import replies
 from smtp_recv.testing import MemoryMailer
 
-from .conftest import CertSet, Client, RecordingMailer, Running, base_config, running
+from .conftest import (
+    ENVELOPE,
+    CertSet,
+    Client,
+    RecordingMailer,
+    Running,
+    base_config,
+    running,
+    send_in_flight,
+)
 
 MockClock = trio.testing.MockClock
 
@@ -583,15 +592,6 @@ async def expect_shutting_down(client: Client, *, after_an_answer: bool = False)
     assert (reply.code, reply.enhanced) == (421, "4.3.2")
 
 
-async def send_in_flight(busy: Client, mailer: RecordingMailer, after: bytes = b"") -> None:
-    """A message (and ``after`` in the same write) up to where the Mailer has it."""
-    await busy.greeting_and_ehlo()
-    await busy.send(ENVELOPE)
-    assert [(await busy.reply()).code for _ in range(3)] == [250, 250, 354]
-    await busy.send(b"Subject: x\r\n\r\nin flight\r\n.\r\n" + after)
-    await mailer.entered.wait()
-
-
 async def test_shutdown_grace_lets_a_message_in_flight_finish(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
@@ -1016,9 +1016,6 @@ async def test_shutdown_refuses_sessions_still_in_greeting_delay(
         server.stop()
         await expect_shutting_down(client)
         await server.stopped.wait()
-
-
-ENVELOPE = b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n"
 
 
 def test_a_certificate_takes_str_or_path_and_holds_paths() -> None:

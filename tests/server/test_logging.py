@@ -14,7 +14,15 @@ import trio.testing
 from smtp_recv import Mail, UserMail
 from smtp_recv._trace import loggable
 
-from .conftest import PASSWORD, CertSet, Client, RecordingMailer, base_config, running
+from .conftest import (
+    PASSWORD,
+    CertSet,
+    Client,
+    RecordingMailer,
+    base_config,
+    running,
+    send_in_flight,
+)
 
 
 def everything_logged(caplog: pytest.LogCaptureFixture) -> str:
@@ -177,11 +185,7 @@ async def test_a_mailer_cut_off_by_the_session_time_limit_is_logged_so(
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
     ):
-        await client.greeting_and_ehlo()
-        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
-        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
-        await client.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
-        await mailer.entered.wait()
+        await send_in_flight(client, mailer)
         if shutdown:
             server.stop()  # its grace outlasts the session's limit
         answer = await client.reply()
@@ -219,11 +223,7 @@ async def test_the_cause_logged_is_the_reply_the_client_gets(
         running(cert_set, config=config, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
     ):
-        await client.greeting_and_ehlo()
-        await client.send(b"MAIL FROM:<a@b.example>\r\nRCPT TO:<bob@example.com>\r\nDATA\r\n")
-        assert [(await client.reply()).code for _ in range(3)] == [250, 250, 354]
-        await client.send(b"Subject: t\r\n\r\nhi\r\n.\r\n")
-        await mailer.entered.wait()
+        await send_in_flight(client, mailer)
         server.stop()
         answer = await client.reply()
         assert (answer.code, answer.enhanced) == (421, "4.3.2")
