@@ -8,7 +8,7 @@ import time
 import pytest
 
 from smtp_recv._clients import AuthFailures, ConnectionCounter, share_counts
-from smtp_recv._shared_counts import ENTRIES, SharedCounts, SharedRow
+from smtp_recv._shared_counts import _EMPTY, _ENTRY, ENTRIES, SharedCounts, SharedRow
 
 CLIENT = "192.0.2.1"
 OTHER = "198.51.100.7"
@@ -52,10 +52,21 @@ def test_other_addresses_never_count_together() -> None:
 
 
 def fill(counter: ConnectionCounter) -> list[str]:
-    """Open connections from so many addresses that the worker's entries are all taken."""
-    crowd = [f"2001:db8::{number:x}" for number in range(2 * ENTRIES)]
-    for address in crowd:
-        counter.opened(address)
+    """Open connections from so many addresses that the worker's entries are all taken.
+
+    Until every slot of its row is taken, not for a fixed number of
+    addresses: with random fingerprints a few slots may stay free after
+    twice as many addresses as slots, and a newcomer would find room.
+    """
+    row = counter._shared
+    assert row is not None
+    crowd: list[str] = []
+    while not crowd or _EMPTY in row._ints[row._own : row._own + ENTRIES * _ENTRY : _ENTRY]:
+        assert len(crowd) < 16 * ENTRIES, "the row does not fill"
+        more = [f"2001:db8::{number:x}" for number in range(len(crowd), len(crowd) + ENTRIES)]
+        for address in more:
+            counter.opened(address)
+        crowd += more
     return crowd
 
 
