@@ -37,7 +37,7 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import trio
 
@@ -172,7 +172,16 @@ class _OneCertificate:
 
 
 #: The type of a test server's Mailer: :class:`MemoryMailer` unless one is given.
-M = TypeVar("M", bound=Mailer)
+if TYPE_CHECKING:
+    # A default (PEP 696) lets a bare ``TestServer`` annotation mean
+    # ``TestServer[MemoryMailer]`` under ``mypy --strict``.  ``typing`` has
+    # defaults only from Python 3.13; type checkers ship ``typing_extensions``
+    # with their stubs, so this costs no dependency at run time.
+    from typing_extensions import TypeVar as _TypeVar
+
+    M = _TypeVar("M", bound=Mailer, default=MemoryMailer)
+else:
+    M = TypeVar("M", bound=Mailer)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import assert_type
 
 from smtp_recv import Mail, UserMail
-from smtp_recv.testing import MemoryMailer, ThreadedTestServer, serve_for_tests
+from smtp_recv.testing import MemoryMailer, TestServer, ThreadedTestServer, serve_for_tests
 
 
 class ListMailer:
@@ -39,3 +39,11 @@ def test_threaded_test_server_is_typed_by_its_mailer() -> None:
     with ThreadedTestServer(mailer=ListMailer(), domains=["example.org"]) as mine:
         assert_type(mine.mailer, ListMailer)
         assert mine.mailer.seen == []
+
+
+def check_a_bare_annotation(server: TestServer) -> None:
+    """``TestServer`` without a type argument means ``TestServer[MemoryMailer]``.
+
+    Not a test to run: mypy --strict checks it (no "missing type parameters").
+    """
+    assert_type(server.mailer, MemoryMailer)
