@@ -14,6 +14,7 @@ import logging
 import math
 import socket
 import types
+from collections import deque
 from collections.abc import Awaitable, Callable, Generator, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -107,6 +108,29 @@ class _Closed(Exception):
     """Internal: the session is over (timeout, shutdown or a client gone)."""
 
 
+class _AuthLine:
+    """The sessions from one address waiting for a place to check an AUTH, in arrival order.
+
+    First come, first served: a session that just arrived, or a waiter that
+    happens to wake first, must not take the place of one that has waited
+    longer, or a client that keeps trying could starve the others.
+    """
+
+    __slots__ = ("_changed", "waiting")
+
+    def __init__(self) -> None:
+        self.waiting: deque[Session] = deque()
+        self._changed = trio.Event()
+
+    async def wait(self) -> None:
+        """Until ``wake``: a place may have come free, or the server is shutting down."""
+        await self._changed.wait()
+
+    def wake(self) -> None:
+        self._changed.set()
+        self._changed = trio.Event()
+
+
 @dataclass(eq=False, kw_only=True)
 class ServerContext:
     """What all sessions of one ``serve`` share."""
@@ -120,9 +144,9 @@ class ServerContext:
     connections: ConnectionCounter = field(default_factory=ConnectionCounter)
     auth_failures: AuthFailures = field(init=False)
     shutting_down: bool = False
-    #: Set (and replaced) each time an AUTH check ends, for those waiting
-    #: for a place under ``max_auth_failures_per_ip``.
-    auth_check_ended: trio.Event = field(default_factory=trio.Event)
+    #: Per address, the sessions waiting for a place under
+    #: ``max_auth_failures_per_ip`` to check an AUTH.
+    auth_lines: dict[str, _AuthLine] = field(default_factory=dict)
     #: The sessions under way, for shutdown to tell.
     sessions: set[Session] = field(default_factory=set)
     _session_configs: dict[tuple[Role, bool], SessionConfig] = field(init=False)
@@ -158,7 +182,8 @@ class ServerContext:
         """Close idle sessions soon; the others finish their transaction first."""
         self.shutting_down = True
         # AUTH checks waiting for a place are refused now, not started.
-        self.auth_check_ended.set()
+        for line in self.auth_lines.values():
+            line.wake()
         for session in self.sessions:
             session.shut_down()
 
@@ -985,35 +1010,61 @@ class Session:
         limit.  When only such checks fill the address's places, this waits
         for one to end (at most ``hook_timeout``) rather than refuse: many
         good users behind one NAT, or an application's pool of connections,
-        log in at once.  Once the server is shutting down it waits no more.
-        Returns None once the check may start, else the refusal.
+        log in at once.  Waiters take places in arrival order.  Once the
+        server is shutting down, no waiter starts its check.  Returns None
+        once the check may start, else the refusal.
         """
         context = self._context
         failures = context.auth_failures
-        with trio.move_on_after(self._config.hook_timeout):
-            while True:
-                started = failures.begin(address, trio.current_time())
-                if started:
-                    return None
-                if started is False:
-                    log.warning("%s AUTH refused: too many failures from %s", self.id, address)
-                    return replies.TOO_MANY_AUTH_FAILURES
-                if context.shutting_down:
-                    log.info("%s AUTH refused: the server is shutting down", self.id)
-                    return replies.SHUTTING_DOWN
-                # A check ending frees a place, and so does a failure
-                # leaving the window (here or on another worker), which
-                # sets no event: look again at least once a second.
-                with trio.move_on_after(AUTH_PLACE_RECHECK):
-                    await context.auth_check_ended.wait()
-        log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
-        return replies.AUTH_TEMPORARY_FAILURE
+        line = context.auth_lines.get(address)
+        if line is None:
+            started = failures.begin(address, trio.current_time())
+            if started is False:
+                return self._too_many_auth_failures(address)
+            if started:
+                return None
+            line = context.auth_lines[address] = _AuthLine()
+        line.waiting.append(self)
+        try:
+            with trio.move_on_after(self._config.hook_timeout):
+                # Looked at after each wake-up: the shutdown may come in
+                # the same pass as a check's end.
+                while not context.shutting_down:
+                    first = line.waiting[0] is self
+                    started = failures.begin(address, trio.current_time(), take=first)
+                    if started is False:
+                        return self._too_many_auth_failures(address)
+                    if started:
+                        if first:
+                            return None
+                        line.wake()  # a place the first in line has not seen yet
+                    # A check ending frees a place, and so does a failure
+                    # leaving the window (here or on another worker), which
+                    # wakes nobody: look again at least once a second.
+                    with trio.move_on_after(AUTH_PLACE_RECHECK):
+                        await line.wait()
+                log.info("%s AUTH refused: the server is shutting down", self.id)
+                return replies.SHUTTING_DOWN
+            log.warning("%s AUTH not checked: other checks from %s take too long", self.id, address)
+            return replies.AUTH_TEMPORARY_FAILURE
+        finally:
+            first = line.waiting[0] is self
+            line.waiting.remove(self)
+            if not line.waiting:
+                del context.auth_lines[address]
+            elif first:
+                line.wake()  # the next in line may find a place
+
+    def _too_many_auth_failures(self, address: str) -> Reply:
+        log.warning("%s AUTH refused: too many failures from %s", self.id, address)
+        return replies.TOO_MANY_AUTH_FAILURES
 
     def _end_auth_check(self, address: str) -> None:
         context = self._context
         context.auth_failures.end(address)
-        context.auth_check_ended.set()
-        context.auth_check_ended = trio.Event()
+        line = context.auth_lines.get(address)
+        if line is not None:
+            line.wake()
 
     async def _auth_failed(self, conn: ServerConnection) -> None:
         """Count a failure and wait, longer each time, before answering."""

@@ -480,6 +480,85 @@ async def test_auth_checks_waiting_for_a_place_are_refused_at_shutdown(
     assert auth.started == 1
 
 
+async def test_a_check_ending_as_the_shutdown_begins_starts_no_waiter(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """The place and the shutdown come in the same pass: the waiter is refused all the same."""
+    auth = SlowAuth(good=True)
+    config = base_config(max_auth_failures_per_ip=1, shutdown_grace=30)
+    async with running(cert_set, config=config, auth=auth) as server:
+        first, waiting = await try_at_once(server, cert_set, 2)
+        try:
+            await trio.sleep(1)
+            # The shutdown begins a pass after stop(), as the first check
+            # ends: both before the waiter, woken by either, runs again.
+            server.stop()
+            await trio.lowlevel.checkpoint()
+            auth.release.set()
+            assert (await first.reply()).code == 235
+            refused = await waiting.reply()
+            assert (refused.code, refused.enhanced) == (421, "4.3.2")
+        finally:
+            for client in (first, waiting):
+                await client.aclose()
+    assert auth.started == 1
+
+
+class OrderedAuth:
+    """Records the order in which checks start; refuses the password "wrong", holds held@."""
+
+    def __init__(self) -> None:
+        self.order: list[str] = []
+        self.release = trio.Event()
+
+    async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.order.append(username)
+        if password == "wrong":
+            return None
+        if username.startswith("held@"):
+            with trio.CancelScope(shield=True):  # past its deadline, as a thread may be
+                await self.release.wait()
+        return username
+
+
+async def test_checks_waiting_for_a_place_take_it_in_arrival_order(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """A newcomer does not take the place of a session that has waited longer."""
+    auth = OrderedAuth()
+    config = base_config(
+        max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
+    )
+    async with running(cert_set, config=config, auth=auth) as server:
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login(password="wrong")).code == 535
+        failed_at = trio.current_time()  # the failure was made up to 0.1 s before
+        held, waiting, newcomer = [
+            await submission_client(server.submission, cert_set) for _ in range(3)
+        ]
+        try:
+            await held.send(f"AUTH PLAIN {plain('held@example.com')}\r\n")
+            await trio.sleep_until(failed_at + 95.5)
+            await waiting.send(f"AUTH PLAIN {plain('waiting@example.com')}\r\n")
+            # The failure leaves the window by failed_at + 100 s and frees a
+            # place, waking nobody: the waiter looks again once a second,
+            # next at + 100.5 s.  The newcomer comes between.
+            await trio.sleep_until(failed_at + 100.2)
+            await newcomer.send(f"AUTH PLAIN {plain('newcomer@example.com')}\r\n")
+            assert (await waiting.reply()).code == 235
+            assert (await newcomer.reply()).code == 235
+            assert auth.order == [
+                "user@example.com",
+                "held@example.com",
+                "waiting@example.com",
+                "newcomer@example.com",
+            ]
+        finally:
+            auth.release.set()  # or the held check holds the shutdown for ever
+            for client in (held, waiting, newcomer):
+                await client.aclose()
+
+
 class HeldOrWrong:
     """Refuses the password "wrong" at once; holds logins of held@ until ``release``."""
 
