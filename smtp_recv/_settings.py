@@ -264,16 +264,16 @@ def _is_address(text: str) -> bool:
 
 
 def _resolve(source: Path, key: str | None, path: Path) -> Path:
-    """``path`` made absolute, with its symlinks followed; ``key`` names it in errors.
+    """``path`` made absolute, its symlinks kept; ``key`` names it in errors.
 
-    A symlink loop raises RuntimeError in Python 3.11 and OSError in later
-    versions; either is the operator's to fix, so it names the key.
+    Symlinks are followed at each use, not once here: certbot renews by
+    pointing ``live/`` at new files, a deployment swaps a symlinked config
+    directory, and a reload or the next handshake must see the new target.
     """
     try:
-        return path.resolve()
-    except (OSError, RuntimeError) as error:
-        problem = error.strerror if isinstance(error, OSError) else "a symlink loop"
-        raise ConfigError(source, key, f"cannot resolve {path}: {problem}") from None
+        return path.absolute()
+    except OSError as error:  # the working directory is gone
+        raise ConfigError(source, key, f"cannot resolve {path}: {error.strerror}") from None
 
 
 def _in_config_directory(source: Path, path: str) -> Path:

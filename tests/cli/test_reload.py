@@ -22,7 +22,7 @@ from smtp_recv._reload import ConfigTables
 from smtp_recv._settings import ConfigError, load_settings
 from smtp_recv._users import hash_password
 
-from .conftest import CHEAP, write_config
+from .conftest import CHEAP, write_certificate, write_config
 from .test_cli_serve import MESSAGE, Server, new_messages, start
 from .test_workers import gone, supervisor, wait_for, worker_pids
 
@@ -433,3 +433,74 @@ def test_a_listener_the_command_line_sets_needs_no_restart_when_the_file_changes
     assert tables.reload().restart_needed == ()
     config.write_text(config.read_text().replace("port = 4650", "port = 4651"))
     assert tables.reload().restart_needed == ("submission",)
+
+
+def repoint(link: Path, target: Path) -> None:
+    """Point ``link`` at ``target`` in one step, as certbot and ``ln -sfn`` do."""
+    temporary = link.with_name(link.name + ".new")
+    temporary.symlink_to(target)
+    os.replace(temporary, link)
+
+
+def test_a_reload_reads_the_file_the_config_symlink_points_to_now(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """A deployment swaps the file a symlinked config names: SIGHUP reads the new one."""
+    config = write_config(tmp_path, certificate_authority)
+    first, second = tmp_path / "config.v1.toml", tmp_path / "config.v2.toml"
+    config.rename(first)
+    second.write_text(first.read_text())
+    add_carol(second)
+    config.symlink_to(first.name)
+    running = start(
+        ["--config", str(config), "--mx-port", "0", "--submission-port", "0"], tmp_path / "unused"
+    )
+    try:
+        assert not accepts_carol(running.mx[1])
+        repoint(config, Path(second.name))
+        reload(running, "reloaded users, recipients and certificates")
+        assert accepts_carol(running.mx[1])
+        assert running.stop() == 0
+    finally:
+        running.close()
+
+
+def served_names(server: Server, context: ssl.SSLContext) -> list[str]:
+    with (
+        socket.create_connection(server.submission, timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname="mx.example.com") as tls,
+    ):
+        certificate = tls.getpeercert()
+    assert certificate is not None
+    return [value for kind, value in certificate["subjectAltName"] if kind == "DNS"]
+
+
+def test_a_certificate_renewed_by_moving_its_symlinks_is_served_without_a_reload(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """certbot's layout: ``live/`` links to ``archive/``, and a renewal moves the links."""
+    config = write_config(tmp_path, certificate_authority)
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    for suffix in (".pem", ".key"):
+        (tmp_path / f"mx{suffix}").rename(archive / f"mx1{suffix}")
+        (tmp_path / f"mx{suffix}").symlink_to(Path("archive") / f"mx1{suffix}")
+    context = ssl.create_default_context()
+    certificate_authority.configure_trust(context)
+    running = start(
+        ["--config", str(config), "--mx-port", "0", "--submission-port", "0"], tmp_path / "unused"
+    )
+    try:
+        assert "renewed.example.com" not in served_names(running, context)
+        write_certificate(
+            certificate_authority, archive, "mx2", "mx.example.com", "renewed.example.com"
+        )
+        for suffix in (".pem", ".key"):
+            repoint(tmp_path / f"mx{suffix}", Path("archive") / f"mx2{suffix}")
+        wait_for(
+            lambda: "renewed.example.com" in served_names(running, context),
+            "the renewed certificate",
+        )
+        assert running.stop() == 0
+    finally:
+        running.close()
