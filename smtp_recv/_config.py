@@ -127,9 +127,10 @@ class ServerConfig:
     max_recipients: int = 1000
     #: Messages larger than this are spooled to a temporary file, not memory.
     spool_threshold: int = 1 * MiB
-    #: Refuse (``550 5.5.2``) messages with a bare CR or LF in DATA, as the
-    #: SMTP smuggling advisories recommend; ``False`` passes them through
-    #: unchanged (they still never end a message).
+    #: Refuse (``550 5.5.2``) messages with a bare CR or LF, or a NUL, as
+    #: the SMTP smuggling advisories recommend: with DATA, and with BDAT
+    #: unless ``BODY=BINARYMIME``.  ``False`` passes them through unchanged
+    #: (they still never end a message).
     reject_bare_line_endings: bool = True
     #: NOOP, VRFY, HELP, RSET, HELO and EHLO allowed between accepted MAILs;
     #: past it ``421 4.7.0`` (Postfix's ``smtpd_junk_command_limit``).

@@ -22,7 +22,7 @@ from . import _replies as replies
 from . import limits
 from ._addresses import ascii_upper, parse_helo_name, parse_mail, parse_rcpt
 from ._buffer import LINE_TOO_LONG, ReceiveBuffer
-from ._data import DataReader
+from ._data import ChunkChecker, DataReader
 from ._errors import LocalProtocolError, ProtocolError, _Refusal
 from ._events import (
     NEED_DATA,
@@ -98,10 +98,11 @@ class SessionConfig:
     dsn: bool = False
     #: Put RFC 3463 codes on replies and offer ENHANCEDSTATUSCODES (RFC 2034).
     enhanced_status_codes: bool = True
-    #: Refuse DATA messages with a bare CR or LF (``550 5.5.2``) or a NUL
+    #: Refuse messages with a bare CR or LF (``550 5.5.2``) or a NUL
     #: (``550 5.6.0``): text that only CRLF structures (RFC 5321 2.3.8, RFC
-    #: 6152).  ``False`` passes such bytes on verbatim; a bare CR or LF still
-    #: never ends a line or the message.
+    #: 6152), sent with DATA or with BDAT (unless ``BODY=BINARYMIME``).
+    #: ``False`` passes such bytes on verbatim; a bare CR or LF still never
+    #: ends a line or the message.
     reject_bare_line_endings: bool = True
     #: Commands that carry no mail (NOOP, VRFY, HELP, RSET, HELO, EHLO) allowed
     #: since the last accepted MAIL; past it ``421 4.7.0``.  Without it a
@@ -165,6 +166,7 @@ class ServerConnection:
         self._message_size = 0
         self._chunk_remaining = 0
         self._chunk_last = False
+        self._chunk_checker: ChunkChecker | None = None
         # A refused BDAT chunk being read and thrown away, then its reply.
         self._discard_remaining = 0
         self._discard_reply: Reply | None = None
@@ -732,6 +734,8 @@ class ServerConnection:
             return
         if self._state is State.RCPT:
             self._events.append(DataStarted(chunked=True))
+            if self.config.reject_bare_line_endings and self._mail_parameters.body != "BINARYMIME":
+                self._chunk_checker = ChunkChecker()
         self._state = new
         self._chunk_remaining = size
         self._chunk_last = last
@@ -763,13 +767,30 @@ class ServerConnection:
             return False
         self._chunk_remaining -= len(piece)
         self._message_size += len(piece)
-        self._events.append(MessageData(data=piece))
+        checker = self._chunk_checker
+        if checker is not None:
+            # Every piece is looked at, as in DATA: the reply depends on the
+            # whole message.  Nothing more is passed on once it is refused.
+            checker.check(piece)
+            if checker.refused:
+                piece = b""
+        if piece:
+            self._events.append(MessageData(data=piece))
         if not self._chunk_remaining:
             self._chunk_done()
         return True
 
     def _chunk_done(self) -> None:
         if self._chunk_last:
+            checker = self._chunk_checker
+            if checker is not None:
+                checker.end()
+                if checker.bare_line_ending:
+                    self._abort_message(replies.BARE_LINE_ENDING_IN_DATA)
+                    return
+                if checker.nul:
+                    self._abort_message(replies.NUL_IN_DATA)
+                    return
             self._decide(self._complete(self._message_size))
         else:
             self._move(Milestone.CHUNK_ENDED)
@@ -799,6 +820,7 @@ class ServerConnection:
         self._message_size = 0
         self._chunk_remaining = 0
         self._chunk_last = False
+        self._chunk_checker = None
 
     def _end_transaction(self, milestone: Milestone, *, moving_from: State | None = None) -> None:
         if moving_from is not None:

@@ -122,6 +122,50 @@ class DataReader:
         return piece
 
 
+class ChunkChecker:
+    """Checks the BDAT chunks of a text message for what strict DATA refuses.
+
+    Chunk sizes frame a BDAT message, so nothing inside a chunk can end it.
+    But a message that is not ``BODY=BINARYMIME`` is 7bit or 8bitMIME text
+    all the same (RFC 3030 section 3, RFC 6152), with CR and LF only as
+    CRLF and no NUL: a bare LF taken in here would go out as a fake end of
+    data the day the message is relayed with DATA.  A CRLF may be split
+    between two chunks, or two reads of one.
+    """
+
+    __slots__ = ("_cr_pending", "bare_line_ending", "nul")
+
+    def __init__(self) -> None:
+        # The last piece ended with a CR: bare unless the next starts with LF.
+        self._cr_pending = False
+        self.bare_line_ending = False
+        self.nul = False
+
+    @property
+    def refused(self) -> bool:
+        return self.bare_line_ending or self.nul
+
+    def check(self, piece: bytes) -> None:
+        """Look at the next piece of the message (never empty)."""
+        if self._cr_pending:
+            if piece.startswith(b"\n"):
+                piece = piece[1:]
+            else:
+                self.bare_line_ending = True
+        self._cr_pending = piece.endswith(b"\r")
+        if self._cr_pending:
+            piece = piece[:-1]
+        if not self.bare_line_ending and _has_bare_line_ending(piece):
+            self.bare_line_ending = True
+        if not self.nul and b"\x00" in piece:
+            self.nul = True
+
+    def end(self) -> None:
+        """The message is complete: a CR at its very end is bare."""
+        if self._cr_pending:
+            self.bare_line_ending = True
+
+
 def _has_bare_line_ending(piece: bytes) -> bool:
     """Whether a CR or an LF in ``piece`` is not part of a CRLF.
 

@@ -223,7 +223,7 @@ BARE_LINE_ENDING_IN_DATA = _r(
     550, "5.5.2", "Message contains bare CR or LF; only CRLF ends a line (RFC 5321 2.3.8)"
 )
 #: RFC 6152 section 3 and RFC 2045 2.8: neither 7bit nor 8bit text has a NUL.
-NUL_IN_DATA = _r(550, "5.6.0", "Message contains NUL, which DATA cannot carry (RFC 6152)")
+NUL_IN_DATA = _r(550, "5.6.0", "Message contains NUL, which text cannot carry (RFC 6152)")
 TEMPORARY_FAILURE = _r(451, "4.3.0", "Temporary failure, please try again later")
 
 # -- the connection -------------------------------------------------------

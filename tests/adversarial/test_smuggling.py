@@ -154,6 +154,29 @@ for name in ("lf-dot-lf", "cr-dot-crlf", "crlf-dot-lf"):
         config={"reject_bare_line_endings": False},
     )
 
+# BDAT frames the message by its chunk sizes, so no fake end can end it.  But
+# without BODY=BINARYMIME the message is text all the same, and a bare LF
+# taken in here would be a fake end for the next hop that relays it with DATA.
+for name in ("lf-dot-lf", "cr-dot-cr", "crlf-dot-lf", "cr-dot-crlf"):
+    body = HDR + b"line1" + BARE_FAKE_ENDS[name] + SMUG + b"\r\n"
+    rows += on_both(
+        f"bdat-strict-{name}",
+        prelude="envelope",
+        send=b"BDAT %d LAST\r\n" % len(body) + body,
+        expect=("550 5.5.2",),
+        check=_no_smuggled_envelope,
+    )
+    rows += on_both(
+        f"bdat-normalising-{name}",
+        prelude="envelope",
+        send=b"BDAT %d LAST\r\n" % len(body) + body,
+        expect=("250 2.0.0",),
+        delivered=1,
+        contains=(SMUG,),
+        config={"reject_bare_line_endings": False},
+        check=_no_smuggled_envelope,
+    )
+
 
 def _boundaries(data: bytes, fake: bytes) -> tuple[bytes, ...]:
     """``data`` split before, inside and after the fake end and the real end."""

@@ -9,10 +9,13 @@ from protocol_harness import (
     LEAVE,
     SPLITS,
     Dialogue,
+    bytewise,
     codes,
     greeted,
     in_transaction,
+    message_outcomes,
     parse_replies,
+    whole,
 )
 
 from smtp_recv.protocol import (
@@ -25,6 +28,7 @@ from smtp_recv.protocol import (
     MessageAborted,
     MessageComplete,
     MessageData,
+    Reply,
     State,
     TransactionReset,
     limits,
@@ -268,14 +272,60 @@ def test_rfc3030_bdat_0_last_is_an_empty_message() -> None:
     assert dialogue.of_type(MessageComplete)[0].size == 0  # type: ignore[attr-defined]
 
 
-def test_rfc3030_2_chunk_contents_are_never_parsed() -> None:
-    """SECURITY-CASES 1: BDAT chunk contents are never parsed."""
+@pytest.mark.parametrize(
+    ("body", "strict", "reply"),
+    [
+        (" BODY=BINARYMIME", True, replies.OK),
+        ("", False, replies.OK),
+        ("", True, replies.BARE_LINE_ENDING_IN_DATA),
+    ],
+    ids=["binarymime", "text-lenient", "text-strict"],
+)
+def test_rfc3030_2_chunk_contents_are_never_parsed(body: str, strict: bool, reply: Reply) -> None:
+    """SECURITY-CASES 1: BDAT chunk contents are never parsed, refused or not."""
     chunk = b"line\r\n.\r\nQUIT\r\nMAIL FROM:<ceo@our.example>\r\n\n.\n\x00"
-    dialogue = in_transaction()
+    dialogue = greeted(reject_bare_line_endings=strict)
+    dialogue.say(f"MAIL FROM:<a@b.example>{body}", "RCPT TO:<r@our.example>")
     out = dialogue.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
-    assert out == replies.OK.to_bytes() + replies.NOOP_OK.to_bytes()
-    assert dialogue.body() == chunk
+    assert out == reply.to_bytes() + replies.NOOP_OK.to_bytes()
+    if reply is replies.OK:
+        assert dialogue.body() == chunk
+    assert len(dialogue.of_type(MailFrom)) == 1
     assert not dialogue.of_type(ConnectionClosed)
+
+
+@pytest.mark.parametrize(
+    ("chunks", "reply"),
+    [
+        ([b"line\r", b"\nnext\r\n"], replies.OK),  # a CRLF split between chunks
+        ([b"line\r", b"", b"\n"], replies.OK),  # around an empty chunk
+        ([b"line\r", b"next\r\n"], replies.BARE_LINE_ENDING_IN_DATA),
+        ([b"line\r\n", b"\nnext\r\n"], replies.BARE_LINE_ENDING_IN_DATA),
+        ([b"line\r\n", b"last\r"], replies.BARE_LINE_ENDING_IN_DATA),  # a CR at the very end
+        ([b"line\r\n", b"x\x00y\r\n"], replies.NUL_IN_DATA),
+        ([b"a\x00\r\n", b"b\nc"], replies.BARE_LINE_ENDING_IN_DATA),  # as DATA would rank them
+    ],
+)
+def test_rfc3030_3_a_text_message_over_bdat_is_checked_like_data(
+    chunks: list[bytes], reply: Reply
+) -> None:
+    """Not BINARYMIME: 7bit or 8bitMIME text, whose CR and LF come only as CRLF
+    (RFC 5321 2.3.8, RFC 6152).  Each chunk is read to its end and answered;
+    the verdict comes after the last, for the whole message."""
+    for split in (whole, bytewise):
+        dialogue = in_transaction()
+        stream = b"".join(b"BDAT %d\r\n" % len(chunk) + chunk for chunk in chunks[:-1])
+        stream += b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1]
+        answers = parse_replies(dialogue.send(stream, split))
+        assert [answer.code for answer in answers[:-1]] == [250] * (len(chunks) - 1)
+        assert answers[-1].code == reply.code
+        [outcome] = message_outcomes(dialogue.events)
+        if reply is replies.OK:
+            assert isinstance(outcome, MessageComplete)
+            assert dialogue.body() == b"".join(chunks)
+        else:
+            assert outcome == MessageAborted(reply=reply)
+        assert dialogue.state is State.GREETED
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from unittest import mock
 
@@ -318,15 +319,31 @@ def test_property_lenient_data_round_trips_any_bytes(body: bytes, points: list[i
 
 
 @given(
-    body=st.binary(max_size=600),
+    body=st.one_of(
+        st.binary(max_size=600),
+        # Text, with now and then a bare CR or LF or a NUL.
+        st.lists(
+            st.one_of(
+                st.sampled_from([b"\r\n", b"\r", b"\n", b"\x00", b"x", b".\r\n"]),
+                st.binary(max_size=3).filter(lambda piece: not set(piece) & {0, 10, 13}),
+            ),
+            max_size=60,
+        ).map(b"".join),
+    ),
     sizes=st.lists(st.integers(0, 120), max_size=10),
     points=st.lists(st.integers(0, 1000), max_size=10),
     binarymime=st.booleans(),
+    strict=st.booleans(),
 )
 def test_property_bdat_sessions_round_trip(
-    body: bytes, sizes: list[int], points: list[int], binarymime: bool
+    body: bytes, sizes: list[int], points: list[int], binarymime: bool, strict: bool
 ) -> None:
-    """RFC 3030: the chunks, whatever they hold, are the message, byte for byte."""
+    """RFC 3030: the chunks are the message, byte for byte, however it is cut.
+
+    Unless it is ``BODY=BINARYMIME``, it is text all the same: in strict mode
+    a bare CR or LF (a CRLF split between chunks is none) or a NUL gets it
+    refused after its last chunk, as DATA would.
+    """
     chunks, rest = [], body
     for size in sizes:
         chunks.append(rest[:size])
@@ -340,13 +357,22 @@ def test_property_bdat_sessions_round_trip(
     for chunk in chunks[:-1]:
         stream += b"BDAT %d\r\n" % len(chunk) + chunk
     stream += b"BDAT %d LAST\r\n" % len(chunks[-1]) + chunks[-1] + b"QUIT\r\n"
-    result = run(config(), cut(stream, points))
+    result = run(config(reject_bare_line_endings=strict), cut(stream, points))
     [(delivered, event)] = split_messages(result.events)
-    assert delivered == body
-    assert isinstance(event, MessageComplete)
-    assert event.size == len(body)
     codes = [answer.code for answer in parse_replies(result.output)]
-    assert codes == [250, 250, 250] + [250] * len(chunks) + [221]
+    assert codes[:-2] == [250, 250, 250] + [250] * (len(chunks) - 1)
+    text = strict and not binarymime
+    if text and re.search(rb"\r(?!\n)|(?<!\r)\n", body):
+        assert event == MessageAborted(reply=replies.BARE_LINE_ENDING_IN_DATA)
+        assert codes[-2:] == [550, 221]
+    elif text and b"\x00" in body:
+        assert event == MessageAborted(reply=replies.NUL_IN_DATA)
+        assert codes[-2:] == [550, 221]
+    else:
+        assert delivered == body
+        assert isinstance(event, MessageComplete)
+        assert event.size == len(body)
+        assert codes[-2:] == [250, 221]
 
 
 @given(body=bodies)
