@@ -121,19 +121,26 @@ async def serve(
                 nursery.cancel_scope.cancel()   # graceful shutdown
     """
     config = config or ServerConfig()
-    context = ServerContext(
-        config=config,
-        forward=forward,
-        auth=auth,
-        mailer=mailer,
-        sender_policy=sender_policy or SenderIsLogin(),
-        tls=TLSContexts(certs),
-    )
-    # Bind before any task starts: a bind error then leaves serve as a plain
-    # ListenError (not inside a nursery's ExceptionGroup), and the finally
-    # closes whatever was bound before it.
-    opened: list[socket.socket] = []
+    # Sockets given are ours from the start: closed however serve ends,
+    # even when it fails before it binds anything.
+    opened: list[socket.socket] = [
+        sock
+        for listener in (config.mx, config.submission)
+        if listener.enabled
+        for sock in listener.sockets
+    ]
     try:
+        context = ServerContext(
+            config=config,
+            forward=forward,
+            auth=auth,
+            mailer=mailer,
+            sender_policy=sender_policy or SenderIsLogin(),
+            tls=TLSContexts(certs),
+        )
+        # Bind before any task starts: a bind error then leaves serve as a
+        # plain ListenError (not inside a nursery's ExceptionGroup), and the
+        # finally closes whatever was bound before it.
         mx = await _open_listeners("mx", config.mx)
         opened += mx
         submission = await _open_listeners("submission", config.submission)
@@ -171,6 +178,11 @@ class _SessionHost:
 
 
 async def _host_sessions(*, task_status: trio.TaskStatus[_SessionHost]) -> None:
+    # If serve is cancelled before this runs, ``started`` below does nothing
+    # (trio leaves the task where it is) and no one would ever end the
+    # shielded wait: be cancelled here instead.  Nothing can cancel it between
+    # this and ``started``, which has no checkpoint before it.
+    await trio.lowlevel.checkpoint_if_cancelled()
     with trio.CancelScope(shield=True) as shield:
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as idle:

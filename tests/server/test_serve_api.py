@@ -10,8 +10,9 @@ import resource
 import socket
 import struct
 import tempfile
+import threading
 import warnings
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import pytest
 import trio
@@ -303,3 +304,95 @@ async def test_internal_error_in_a_session_gives_421_and_serving_goes_on(
             await client.greeting_and_ehlo()
             assert (await client.send_message("a@b.example", ["bob@example.com"])).code == 250
     assert len(mailer.delivered) == 1
+
+
+def given_sockets() -> tuple[socket.socket, socket.socket]:
+    """Two bound, listening sockets, as systemd hands them over."""
+    pair = []
+    for _ in range(2):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        pair.append(sock)
+    return pair[0], pair[1]
+
+
+def ends_within(seconds: float, main: Callable[[], Awaitable[object]]) -> None:
+    """Run ``main`` in a trio run of its own, in a thread: a hang is a failure.
+
+    Not ``fail_after``: it cannot reach a task waiting in a shielded scope.
+    """
+    thread = threading.Thread(target=trio.run, args=(main,), daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), "serve did not end"
+
+
+@pytest.mark.parametrize("checkpoints", range(8))
+def test_serve_cancelled_while_it_starts_ends(cert_set: CertSet, checkpoints: int) -> None:
+    """Cancelled at any point of its start, serve ends: none of its waits outlives it."""
+    mx, submission = given_sockets()
+    config = base_config(mx=local(sockets=[mx]), submission=local(sockets=[submission]))
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_soon() -> None:
+                for _ in range(checkpoints):
+                    await trio.lowlevel.checkpoint()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(cancel_soon)
+            await nursery.start(serve_partial(cert_set, config))
+
+    ends_within(10, main)
+    assert (mx.fileno(), submission.fileno()) == (-1, -1)
+
+
+def test_serve_in_a_cancelled_scope_ends_and_closes_its_sockets(cert_set: CertSet) -> None:
+    mx, submission = given_sockets()
+    config = base_config(mx=local(sockets=[mx]), submission=local(sockets=[submission]))
+
+    async def main() -> None:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            await serve_partial(cert_set, config)()
+
+    ends_within(10, main)
+    assert (mx.fileno(), submission.fileno()) == (-1, -1)
+
+
+class NoDefault:
+    def get(self, host: str | None) -> smtp_recv.Certificate | None:
+        return None
+
+
+async def test_given_sockets_are_closed_when_serve_fails_to_start(cert_set: CertSet) -> None:
+    """``serve`` takes them over (ListenerConfig), even if it ends before it listens."""
+    mx, submission = given_sockets()
+    config = base_config(mx=local(sockets=[mx]), submission=local(sockets=[submission]))
+    table = PasswordTable(USERS)
+    with pytest.raises(ValueError, match="default certificate"):
+        await smtp_recv.serve(
+            AcceptDomains(["example.com"]),
+            table,
+            MemoryMailer(),
+            NoDefault(),  # type: ignore[arg-type]
+            config=config,
+        )
+    assert (mx.fileno(), submission.fileno()) == (-1, -1)
+
+
+async def test_given_sockets_are_closed_when_the_other_listener_cannot_bind(
+    cert_set: CertSet,
+) -> None:
+    busy, submission = given_sockets()
+    try:
+        config = base_config(
+            mx=local(busy.getsockname()[1]), submission=local(sockets=[submission])
+        )
+        with pytest.raises(smtp_recv.ListenError):
+            await serve_partial(cert_set, config)()
+        assert submission.fileno() == -1
+    finally:
+        busy.close()
