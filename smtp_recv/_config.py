@@ -34,6 +34,12 @@ class ListenerConfig:
     sockets: Sequence[socket.socket] = ()
 
     def __post_init__(self) -> None:
+        port = self.port
+        if isinstance(port, bool) or not isinstance(port, int):
+            raise TypeError(f"port must be an int, not {port!r}")
+        if not 0 <= port <= 65535:
+            # The system would take it modulo 65536: 70000 would be 4464.
+            raise ValueError(f"port must be 0 to 65535, not {port}")
         if self.host == "":
             # Some resolvers read it as every interface: say None for that.
             raise ValueError("host must be an address, or None for every interface")
@@ -215,18 +221,27 @@ class ServerConfig:
             # ASCII (RFC 5321 4.1.2); an internationalised name goes in its
             # IDNA A-label form (RFC 5890), e.g. "mx.xn--exmple-cua.com".
             raise ValueError(f"hostname must be an ASCII domain name, not {name!r}")
-        if self.max_recipients < limits.MIN_RECIPIENTS:
-            raise ValueError(
-                f"max_recipients must be at least {limits.MIN_RECIPIENTS} (RFC 5321 4.5.3.1.8)"
-            )
         for field_ in fields(self):
-            value = getattr(self, field_.name)
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            name, value = field_.name, getattr(self, field_.name)
+            # Annotations are strings here (postponed evaluation).
+            if field_.type == "bool":
+                if not isinstance(value, bool):
+                    raise TypeError(f"{name} must be a bool, not {value!r}")
                 continue
-            name = field_.name
+            if field_.type not in ("int", "float"):
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                # "300" from an environment variable, say: every session
+                # would fail on it, long after the server started.
+                raise TypeError(f"{name} must be a number, not {value!r}")
+            if field_.type == "int" and not isinstance(value, int):
+                # It goes into replies as it is: SIZE 1000.5 is no size.
+                raise ValueError(f"{name} must be a whole number, not {value}")
             if not math.isfinite(value):
                 # Every wait has a bound; inf would be none (and nan no order).
                 raise ValueError(f"{name} must be a finite number, not {value}")
             if value < MINIMUM.get(name, 0) or (name in POSITIVE and value <= 0):
                 least = "above 0" if name in POSITIVE else f"at least {MINIMUM.get(name, 0)}"
+                if name == "max_recipients":
+                    least += " (RFC 5321 4.5.3.1.8)"
                 raise ValueError(f"{name} must be {least}, not {value}")

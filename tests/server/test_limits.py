@@ -1240,3 +1240,34 @@ async def test_submission_refuses_surplus_connections_before_tls(cert_set: CertS
                 assert await stream.receive_some(1024) == b""
         finally:
             await stream.aclose()
+
+
+@pytest.mark.parametrize(
+    ("options", "error", "match"),
+    [
+        ({"command_timeout": "300"}, TypeError, "command_timeout must be a number"),
+        ({"max_recipients": "1000"}, TypeError, "max_recipients must be a number"),
+        ({"max_connections": True}, TypeError, "max_connections must be a number"),
+        ({"smtputf8": 1}, TypeError, "smtputf8 must be a bool"),
+        ({"max_message_size": 1000.5}, ValueError, "max_message_size must be a whole number"),
+        ({"max_recipients": 99}, ValueError, r"at least 100 \(RFC 5321 4.5.3.1.8\)"),
+    ],
+)
+def test_server_config_refuses_values_of_the_wrong_kind(
+    options: dict[str, object], error: type[Exception], match: str
+) -> None:
+    """A value that would fail every session later is refused when the config is made."""
+    with pytest.raises(error, match=match):
+        smtp_recv.ServerConfig(hostname="mx.example.com", **options)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("port", [-1, 65536, 70000])
+def test_a_listener_port_out_of_range_is_refused(port: int) -> None:
+    # The system would take it modulo 65536: 70000 would listen on 4464.
+    with pytest.raises(ValueError, match="port must be 0 to 65535"):
+        smtp_recv.ListenerConfig(port=port)
+
+
+def test_a_listener_port_must_be_an_int() -> None:
+    with pytest.raises(TypeError, match="port must be an int"):
+        smtp_recv.ListenerConfig(port="25")  # type: ignore[arg-type]
