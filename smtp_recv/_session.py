@@ -650,10 +650,11 @@ class Session:
                 return False
             else:
                 kind = type(event)
-                if kind is not MessageData:
-                    # Only a body's own pieces keep its minimum-rate clock
-                    # going (over all the BDAT chunks of a transaction); any
-                    # other event ends that body, or begins the next.
+                if kind is not MessageData and kind is not CommandRejected:
+                    # A body's minimum-rate clock goes on over all the BDAT
+                    # chunks of a transaction, and over commands refused
+                    # between them; any other event ends that body, or
+                    # begins the next.
                     self._body_since = None
                 await handlers[kind](self, conn, event)
                 if self._waiting is _Waiting.SPENT:
