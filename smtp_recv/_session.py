@@ -1125,7 +1125,23 @@ class Session:
         assert spool is not None
         # Still ours until finish() returns: cancelled in it, the session's
         # cleanup discards the spool and closes its file.
-        content = await spool.finish()
+        try:
+            content = await spool.finish()
+        except OSError as error:
+            # The disk of the temporary files is full, say: no fault of the
+            # client's, which keeps the message and tries again later.
+            self._spool = None
+            log.warning(
+                "%s message %s not kept: the spool file failed: %s",
+                self.id,
+                self._message_id,
+                error,
+            )
+            reply = replies.INSUFFICIENT_STORAGE
+            conn.reject(reply)
+            self._log_message(event.sender, len(self._recipients), spool.size, reply)
+            self._recipients = []
+            return
         self._spool = None
         recipients, self._recipients = tuple(self._recipients), []
         try:

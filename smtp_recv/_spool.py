@@ -23,7 +23,7 @@ _BATCH = 1 << 20
 class Spool:
     """The bytes of one message under way."""
 
-    __slots__ = ("_file", "_pending", "_pending_size", "_threshold", "size")
+    __slots__ = ("_file", "_pending", "_pending_size", "_threshold", "failure", "size")
 
     def __init__(self, header: bytes, threshold: int) -> None:
         self._threshold = threshold
@@ -32,15 +32,26 @@ class Spool:
         self._file: IO[bytes] | None = None
         #: Bytes so far, header included.
         self.size = len(header)
+        #: Why the spool file could not be written (the disk is full, say):
+        #: the message is lost to us, the rest of it is only counted.
+        self.failure: OSError | None = None
 
     async def append(self, data: bytes) -> None:
+        if self.failure is not None:
+            self.size += len(data)
+            return
         self._pending.append(data)
         self._pending_size += len(data)
         self.size += len(data)
         # Past the threshold the message moves to the file at once, however
         # small the threshold; after that, writes go in batches.
         if self.size > self._threshold and (self._file is None or self._pending_size >= _BATCH):
-            await self._flush()
+            try:
+                await self._flush()
+            except OSError as error:
+                # The client is still sending: read the rest, then refuse.
+                self.failure = error
+                self.discard()
 
     async def _flush(self, *, final: bool = False) -> IO[bytes]:
         """Write the pending pieces to the spool file: one thread hop."""
@@ -50,20 +61,37 @@ class Spool:
 
     @staticmethod
     def _write(file: IO[bytes] | None, pieces: list[bytes], final: bool) -> IO[bytes]:
+        created = file is None
         if file is None:
             file = tempfile.TemporaryFile()  # noqa: SIM115 - closed by MessageContent.close
-        file.writelines(pieces)
-        if final:
-            file.flush()
+        try:
+            file.writelines(pieces)
+            if final:
+                file.flush()
+        except BaseException:
+            if created:
+                file.close()
+            raise
         return file
 
     async def finish(self) -> MessageContent:
-        """The whole message; the spool is spent afterwards."""
+        """The whole message; the spool is spent afterwards.
+
+        Raises:
+            OSError: the spool file could not be written, now or before.
+        """
+        if self.failure is not None:
+            raise self.failure
         if self._file is None and self.size <= self._threshold:
             data = b"".join(self._pending)
             self._pending = []
             return MessageContent(data, None, self.size)
-        file = await self._flush(final=True)
+        try:
+            file = await self._flush(final=True)
+        except OSError as error:
+            self.failure = error
+            self.discard()
+            raise
         self._file = None
         return MessageContent(None, file, self.size)
 

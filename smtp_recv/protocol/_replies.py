@@ -225,6 +225,8 @@ BARE_LINE_ENDING_IN_DATA = _r(
 #: RFC 6152 section 3 and RFC 2045 2.8: neither 7bit nor 8bit text has a NUL.
 NUL_IN_DATA = _r(550, "5.6.0", "Message contains NUL, which text cannot carry (RFC 6152)")
 TEMPORARY_FAILURE = _r(451, "4.3.0", "Temporary failure, please try again later")
+#: RFC 5321 4.2.2 (452) and RFC 3463 (4.3.1, mail system full).
+INSUFFICIENT_STORAGE = _r(452, "4.3.1", "Insufficient system storage, please try again later")
 
 # -- the connection -------------------------------------------------------
 EARLY_TALKER = _r(554, "5.5.0", "Protocol error: client sent data before the greeting")

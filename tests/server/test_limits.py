@@ -128,6 +128,47 @@ async def test_spool_threshold_spools_only_messages_over_it(cert_set: CertSet, s
     assert delivered.in_memory is (len(delivered.data) <= threshold)
 
 
+@pytest.mark.parametrize(
+    "size",
+    [3_000, 3_000_000],
+    ids=["fails-at-the-last-flush", "fails-while-the-message-arrives"],
+)
+async def test_a_spool_that_cannot_be_written_gives_452_and_the_session_goes_on(
+    cert_set: CertSet,
+    size: int,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk under the temporary files is no fault of the client's:
+    ``452 4.3.1`` (RFC 3463), it keeps the message, and the session goes on."""
+    full = []
+
+    def on_a_full_disk() -> io.BufferedRandom:
+        # /dev/full: every write that reaches it fails with ENOSPC.
+        file = open("/dev/full", "w+b")  # noqa: SIM115 - the spool closes it
+        full.append(file)
+        return file
+
+    monkeypatch.setattr(smtp_recv._spool.tempfile, "TemporaryFile", on_a_full_disk)
+    mailer = RecordingMailer()
+    body = b"Subject: s\r\n\r\n" + b"y" * size + b"\r\n"
+    async with (
+        running(cert_set, config=base_config(spool_threshold=2_000), mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        refused = await client.send_message("a@b.example", ["bob@example.com"], body)
+        assert (refused.code, refused.enhanced) == (452, "4.3.1")
+        small = b"Subject: s\r\n\r\nsmall\r\n"
+        assert (await client.send_message("a@b.example", ["bob@example.com"], small)).code == 250
+    (delivered,) = mailer.delivered
+    assert delivered.data.endswith(small)
+    assert full
+    assert all(file.closed for file in full)
+    assert "not kept: the spool file failed" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
 @pytest.mark.parametrize("size", [500, 3_000_000])
 async def test_readers_of_one_message_at_once_each_get_all_of_it(
     cert_set: CertSet, size: int
