@@ -409,8 +409,12 @@ class ServerConnection:
                 self._end_sasl()
                 self._refuse(replies.AUTH_LINE_TOO_LONG)
             else:
-                self._unless_bdat(self._buffer.skipped_start)
-                self._refuse(replies.LINE_TOO_LONG)
+                start = self._buffer.skipped_start
+                self._unless_bdat(start)
+                # RFC 4954 section 4: an AUTH line too long (its initial
+                # response) has the code of an over-long response.
+                auth = _raw_verb(start) is Verb.AUTH
+                self._refuse(replies.AUTH_LINE_TOO_LONG if auth else replies.LINE_TOO_LONG)
             return True
         assert isinstance(line, bytes)
         try:
@@ -450,6 +454,8 @@ class ServerConnection:
             if verb is Verb.BDAT:  # its chunk cannot be framed (see _unless_bdat)
                 self.abort(replies.BDAT_SYNTAX)
                 raise ProtocolError(replies.BDAT_SYNTAX)
+            if verb is Verb.AUTH:
+                raise _Refusal(replies.AUTH_LINE_TOO_LONG)
             raise _Refusal(replies.LINE_TOO_LONG)
         if verb is Verb.BDAT:
             # BDAT sequences itself: a refused chunk must still be read.
@@ -614,7 +620,7 @@ class ServerConnection:
             raise _Refusal(replies.UNKNOWN_MECHANISM)
         self._state = new
         if len(words) == 2:
-            self._sasl_input(words[1])
+            self._sasl_input(words[1], initial=True)
         else:
             self._reply(replies.auth_challenge(self._sasl.first_challenge()))
 
@@ -624,10 +630,10 @@ class ServerConnection:
             raise _Refusal(replies.AUTH_BAD_BASE64)
         self._sasl_input(line.decode("ascii"))
 
-    def _sasl_input(self, text: str) -> None:
+    def _sasl_input(self, text: str, *, initial: bool = False) -> None:
         assert self._sasl is not None
         try:
-            result = self._sasl.step(text)
+            result = self._sasl.step(text, initial=initial)
         except _Refusal:
             self._end_sasl()
             raise

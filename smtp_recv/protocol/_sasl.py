@@ -30,11 +30,15 @@ class Credentials:
     password: str
 
 
-def decode_response(text: str) -> bytes:
-    """Decode one client response; ``=`` is the empty response (RFC 4954 4)."""
+def decode_response(text: str, *, initial: bool = False) -> bytes:
+    """Decode one client response (RFC 4954 section 4).
+
+    ``=`` is the empty initial response; a line at a 334 prompt may also be
+    empty (``*(CRLF [base64])``), as clients send an empty password.
+    """
     if text == "*":
         raise _Refusal(replies.AUTH_CANCELLED)
-    if text == "=":
+    if text == "=" or (not text and not initial):
         return b""
     if not text or len(text) % 4:
         raise _Refusal(replies.AUTH_BAD_BASE64)
@@ -67,12 +71,19 @@ class SaslExchange:
         """The 334 text when AUTH came without an initial response."""
         return "" if self.mechanism == "PLAIN" else _USERNAME_PROMPT
 
-    def step(self, response: str) -> Credentials | str:
-        """Take a response; return the next challenge or the credentials."""
-        raw = decode_response(response)
+    def step(self, response: str, *, initial: bool = False) -> Credentials | str:
+        """Take a response; return the next challenge or the credentials.
+
+        ``initial``: the response came on the AUTH line, where an empty one
+        is ``=``; at a 334 prompt an empty line is one too.
+        """
+        raw = decode_response(response, initial=initial)
         if self.mechanism == "PLAIN":
             return self._plain(raw)
         if self._username is None:
+            if not raw:
+                # As an empty authcid in PLAIN: no one to check.
+                raise _Refusal(replies.AUTH_BAD_RESPONSE)
             self._username = _utf8(raw)
             return _PASSWORD_PROMPT
         return Credentials("LOGIN", "", self._username, _utf8(raw))

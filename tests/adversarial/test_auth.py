@@ -206,11 +206,13 @@ rows = [
         expect=("334", "535 5.7.8"),
     ),
     Row(
+        # RFC 4954 4, *(CRLF [base64]): an empty line at a prompt is the
+        # empty response, as "=" is initially; for PLAIN a failed attempt.
         name="empty-line-at-prompt",
         listener="submission",
         prelude="greet",
         send=b"AUTH PLAIN\r\n\r\n",
-        expect=("334", "501 5.5.2"),
+        expect=("334", "535 5.7.8"),
     ),
     # PLAIN with the wrong number of parts, or NULs in the wrong places.
     Row(

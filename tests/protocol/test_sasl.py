@@ -33,6 +33,12 @@ def test_rfc4954_4_equals_is_the_empty_response() -> None:
     assert decode_response("=") == b""
 
 
+def test_rfc4954_4_an_empty_line_at_a_prompt_is_the_empty_response() -> None:
+    """``*(CRLF [base64])``: only the initial response needs ``=`` for it."""
+    assert decode_response("") == b""
+    assert refusal_of(lambda: decode_response("", initial=True)) is replies.AUTH_BAD_BASE64
+
+
 def test_rfc4954_4_star_cancels() -> None:
     reply = refusal_of(lambda: decode_response("*"))
     assert reply is replies.AUTH_CANCELLED
@@ -67,7 +73,7 @@ def test_valid_base64_decodes() -> None:
 )
 def test_rfc4954_4_bad_base64_is_501_5_5_2(text: str) -> None:
     """Python's ``b64decode`` accepts some of these unless ``validate=True`` (SECURITY-CASES 5)."""
-    reply = refusal_of(lambda: decode_response(text))
+    reply = refusal_of(lambda: decode_response(text, initial=True))
     assert reply is replies.AUTH_BAD_BASE64
     assert (reply.code, reply.enhanced) == (501, "5.5.2")
 
@@ -151,6 +157,30 @@ def test_rfc4954_4_login_in_three_steps(split: Split) -> None:
     assert dialogue.say(b64("secret"), split=split) == replies.AUTH_OK.to_bytes()
     [event] = dialogue.of_type(AuthCredentials)
     assert (event.mechanism, event.username, event.password) == ("LOGIN", "alice", "secret")  # type: ignore[attr-defined]
+
+
+def test_rfc4954_4_login_with_an_empty_password_reaches_the_application() -> None:
+    """An empty line at the password prompt (curl sends it for an empty password)."""
+    dialogue = greeted(SUBMISSION)
+    dialogue.say("AUTH LOGIN", b64("alice"))
+    assert dialogue.say("") == replies.AUTH_OK.to_bytes()
+    [event] = dialogue.of_type(AuthCredentials)
+    assert (event.username, event.password) == ("alice", "")  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("empty", ["", "="])
+def test_login_with_an_empty_username_is_501(empty: str) -> None:
+    dialogue = greeted(SUBMISSION)
+    dialogue.say("AUTH LOGIN")
+    assert dialogue.say(empty) == replies.AUTH_BAD_RESPONSE.to_bytes()
+    assert not dialogue.of_type(AuthCredentials)
+    assert dialogue.state is State.GREETED
+
+
+def test_an_empty_line_at_the_plain_prompt_is_a_failed_attempt() -> None:
+    dialogue = greeted(SUBMISSION)
+    dialogue.say("AUTH PLAIN")
+    assert dialogue.say("") == replies.AUTH_FAILED.to_bytes()
 
 
 def test_login_with_initial_response_skips_the_username_prompt() -> None:
@@ -289,6 +319,16 @@ def test_rfc4954_4_an_over_long_sasl_line_is_500_5_5_6() -> None:
     out = dialogue.send(b"A" * (limits.SASL_LINE + 10) + b"\r\nNOOP\r\n")
     assert out == replies.AUTH_LINE_TOO_LONG.to_bytes() + replies.NOOP_OK.to_bytes()
     assert (replies.AUTH_LINE_TOO_LONG.code, replies.AUTH_LINE_TOO_LONG.enhanced) == (500, "5.5.6")
+    assert dialogue.state is State.GREETED
+
+
+@pytest.mark.parametrize("extra", [10, limits.MAX_LINE])
+def test_rfc4954_4_an_over_long_auth_line_is_500_5_5_6(extra: int) -> None:
+    """Its initial response is a response too long: the same code, and the session goes on."""
+    dialogue = greeted(SUBMISSION)
+    line = b"AUTH PLAIN " + b"A" * (limits.SASL_LINE + extra)
+    out = dialogue.send(line + b"\r\nNOOP\r\n")
+    assert out == replies.AUTH_LINE_TOO_LONG.to_bytes() + replies.NOOP_OK.to_bytes()
     assert dialogue.state is State.GREETED
 
 
