@@ -174,10 +174,21 @@ def _xtext(value: str | None, maximum: int) -> str:
 
 
 def parse_mail(
-    argument: str, *, smtputf8_offered: bool, chunking_offered: bool, dsn_offered: bool
+    argument: str,
+    *,
+    smtputf8_offered: bool,
+    chunking_offered: bool,
+    dsn_offered: bool,
+    extended: bool = True,
 ) -> tuple[str, MailParameters]:
-    """Parse the argument of MAIL (``FROM:<path> [parameters]``)."""
+    """Parse the argument of MAIL (``FROM:<path> [parameters]``).
+
+    ``extended``: the session began with EHLO.  After HELO nothing was
+    offered, so every parameter is one not offered (RFC 5321 4.1.1.11).
+    """
     path, words = split_path_and_parameters(argument, "FROM:", replies.MAIL_SYNTAX)
+    if words and not extended:
+        raise _Refusal(replies.UNKNOWN_PARAMETER)
     parameters = (
         _mail_parameters(words, smtputf8_offered, chunking_offered, dsn_offered)
         if words

@@ -522,6 +522,7 @@ class ServerConnection:
             smtputf8_offered=self.config.smtputf8,
             chunking_offered=self.config.chunking,
             dsn_offered=self.config.dsn,
+            extended=self._extended,
         )
         if parameters.size is not None and parameters.size > self.config.max_message_size:
             # RFC 1870 section 6.1: refuse at once, before any data is sent.
@@ -532,7 +533,9 @@ class ServerConnection:
         if len(self._recipients) >= self.config.max_recipients:
             raise _Refusal(replies.TOO_MANY_RECIPIENTS)
         recipient, parameters = parse_rcpt(
-            argument, smtputf8=self._mail_parameters.smtputf8, dsn_offered=self.config.dsn
+            argument,
+            smtputf8=self._mail_parameters.smtputf8,
+            dsn_offered=self.config.dsn and self._extended,
         )
         self._decide(RcptTo(recipient=recipient, parameters=parameters))
 
@@ -716,7 +719,10 @@ class ServerConnection:
             self.abort(replies.MESSAGE_TOO_BIG)
             raise ProtocolError(replies.MESSAGE_TOO_BIG)
         size = int(digits)
-        if not self.config.chunking:
+        if not self.config.chunking or (self._state is not State.CONNECTED and not self._extended):
+            # Not offered: by the configuration, or to a client that said
+            # HELO (RFC 3030 section 2 needs EHLO).  Before HELO/EHLO the
+            # sequence error comes first, as for any other command.
             self._discard_chunk(size, replies.BDAT_NOT_AVAILABLE)
             return
         if (

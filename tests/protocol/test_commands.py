@@ -65,6 +65,37 @@ def test_rfc5321_4_1_1_1_helo() -> None:
     assert not dialogue.conn.extended
 
 
+@pytest.mark.parametrize(
+    "parameter", ["SIZE=10", "BODY=8BITMIME", "BODY=BINARYMIME", "SMTPUTF8", "AUTH=<>", "RET=FULL"]
+)
+def test_rfc5321_4_1_1_11_after_helo_no_mail_parameter_was_offered(parameter: str) -> None:
+    """HELO gets no list of extensions, so none of their parameters may be used."""
+    dialogue = Dialogue(config(dsn=True))
+    dialogue.say(f"HELO {CLIENT}")
+    refused = dialogue.say(f"MAIL FROM:<a@b.example> {parameter}")
+    assert refused == replies.UNKNOWN_PARAMETER.to_bytes()
+    assert (replies.UNKNOWN_PARAMETER.code, replies.UNKNOWN_PARAMETER.enhanced) == (555, "5.5.4")
+    # The same after EHLO is fine.
+    dialogue.say(f"EHLO {CLIENT}")
+    assert dialogue.say(f"MAIL FROM:<a@b.example> {parameter}") == replies.SENDER_OK.to_bytes()
+
+
+def test_rfc5321_4_1_1_11_after_helo_no_rcpt_parameter_was_offered() -> None:
+    dialogue = Dialogue(config(dsn=True))
+    dialogue.say(f"HELO {CLIENT}", "MAIL FROM:<a@b.example>")
+    refused = dialogue.say("RCPT TO:<r@our.example> NOTIFY=NEVER")
+    assert refused == replies.UNKNOWN_PARAMETER.to_bytes()
+
+
+def test_rfc3030_2_after_helo_bdat_is_not_offered_and_its_chunk_is_skipped() -> None:
+    dialogue = Dialogue()
+    dialogue.say(f"HELO {CLIENT}", "MAIL FROM:<a@b.example>", "RCPT TO:<r@our.example>")
+    out = dialogue.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")
+    assert out == replies.BDAT_NOT_AVAILABLE.to_bytes() + replies.NOOP_OK.to_bytes()
+    assert dialogue.state is State.RCPT
+    assert not dialogue.of_type(MessageComplete)
+
+
 def test_rfc5321_4_1_1_1_ehlo_lists_the_extensions() -> None:
     dialogue = Dialogue()
     out = dialogue.say(f"ehlo {CLIENT}")

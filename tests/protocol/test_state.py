@@ -137,7 +137,10 @@ class Model:
         """The replies ``TYPICAL[verb]`` must get; moves the model on."""
         self.log.append(f"{self.state.value} {verb.value} {'accept' if accept else 'refuse'}")
         state, session = self.state, self.session
-        if verb is Verb.BDAT and not session.chunking:
+        if verb is Verb.BDAT and (
+            not session.chunking or (state is not State.CONNECTED and not self.extended)
+        ):
+            # Not offered, by the configuration or after HELO (RFC 3030 2).
             return [_r(replies.BDAT_NOT_AVAILABLE)]
         if (
             verb in _TRANSACTION
