@@ -713,11 +713,14 @@ class ServerConnection:
         # Compare digit counts before converting: the count is the client's,
         # and nothing is allocated from it.
         digits = words[0].lstrip("0") or "0"
-        if len(digits) > limits.BDAT_SIZE_DIGITS or int(digits) > self.config.max_message_size:
-            # No chunk this large could ever be accepted, and reading it to
-            # its end would take forever: refuse and close.
+        if len(digits) > limits.BDAT_SIZE_DIGITS:
+            # Not a size (RFC 3030 section 2): nothing frames the chunk any
+            # more, so the stream cannot be read any further.  Refuse, close.
             self.abort(replies.MESSAGE_TOO_BIG)
             raise ProtocolError(replies.MESSAGE_TOO_BIG)
+        # A chunk larger than the limit is read to its end and refused below,
+        # as a DATA message too large is: the session goes on (RFC 5321 3.8
+        # closes only with 421), and the minimum data rate bounds the read.
         size = int(digits)
         if not self.config.chunking or (self._state is not State.CONNECTED and not self._extended):
             # Not offered: by the configuration, or to a client that said

@@ -258,12 +258,12 @@ rows = [
         end="closed",
     ),
     Row(
+        # Read to its end and refused, as a DATA message too large.
         name="bdat-count-over-limit",
         listener="mx",
         prelude="envelope",
-        send=b"BDAT %d LAST\r\n" % (LIMIT + 1),
-        expect=("552 5.3.4",),
-        end="closed",
+        send=b"BDAT %d LAST\r\n" % (LIMIT + 1) + b"x" * (LIMIT + 1) + b"NOOP\r\n",
+        expect=("552 5.3.4", "250 2.0.0"),
     ),
     Row(
         name="bdat-huge-count-before-mail",

@@ -405,12 +405,29 @@ def test_a_huge_bdat_count_is_552_and_ends_the_session_with_nothing_allocated() 
     assert not dialogue.of_type(MessageData)
 
 
-@pytest.mark.parametrize("count", ["33554433", "0" * 400 + "1" * 21, "1" * 21])
-def test_a_chunk_larger_than_any_message_ends_the_session(count: str) -> None:
+@pytest.mark.parametrize("count", ["0" * 400 + "1" * 21, "1" * 21])
+def test_a_chunk_size_past_20_digits_ends_the_session(count: str) -> None:
+    """RFC 3030 section 2: no size has more digits; nothing frames the chunk."""
     dialogue = greeted()
     dialogue.send(f"BDAT {count}\r\n".encode())
     assert dialogue.error is not None
     assert dialogue.error.reply is replies.MESSAGE_TOO_BIG
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["first-chunk", "later-chunk"])
+def test_a_chunk_past_the_limit_is_read_and_refused_and_the_session_goes_on(first: bool) -> None:
+    """As a DATA message too large: read to its end, then 552 (RFC 5321 3.8
+    closes a session only with 421).  The message is refused whole."""
+    dialogue = in_transaction(max_message_size=10)
+    if not first:
+        assert codes(dialogue.send(b"BDAT 3\r\nabc")) == [250]
+    chunk = b"MAIL FROM:<ceo@our.example>\r\n"
+    out = dialogue.send(b"BDAT %d LAST\r\n" % len(chunk) + chunk + b"NOOP\r\n")
+    assert out == replies.MESSAGE_TOO_BIG.to_bytes() + replies.NOOP_OK.to_bytes()
+    assert dialogue.of_type(MessageAborted) == [MessageAborted(reply=replies.MESSAGE_TOO_BIG)]
+    assert not dialogue.of_type(MessageComplete)
+    assert len(dialogue.of_type(MailFrom)) == 1
+    assert dialogue.state is State.GREETED
 
 
 def test_leading_zeros_in_a_chunk_size_are_just_zeros() -> None:
