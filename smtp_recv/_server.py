@@ -30,7 +30,7 @@ from ._config import ListenerConfig, ListenError, ServerConfig
 from ._hooks import Auth, CertByHost, Forward, Mailer, SenderIsLogin, SenderPolicy
 from ._mail import Role
 from ._session import ServerContext, Session
-from ._tls import TLSContexts
+from ._tls import TLSContexts, sni_errors_logged
 
 log = logging.getLogger("smtp_recv.server")
 
@@ -145,20 +145,23 @@ async def serve(
         opened += mx
         submission = await _open_listeners("submission", config.submission)
         opened += submission
-        async with trio.open_nursery() as root:
-            host: _SessionHost = await root.start(_host_sessions)
-            try:
-                async with trio.open_nursery() as accepting:
-                    for role, listeners in ((Role.MX, mx), (Role.SUBMISSION, submission)):
-                        for listener in listeners:
-                            accepting.start_soon(_accept, listener, role, context, host.nursery)
-                    listening = Listening(mx=_addresses(mx), submission=_addresses(submission))
-                    log.info("listening: mx %s, submission %s", listening.mx, listening.submission)
-                    task_status.started(listening)
-            finally:
-                log.info("shutting down; %d sessions open", context.connections.here)
-                context.begin_shutdown()
-                host.finish(config.shutdown_grace)
+        with sni_errors_logged():
+            async with trio.open_nursery() as root:
+                host: _SessionHost = await root.start(_host_sessions)
+                try:
+                    async with trio.open_nursery() as accepting:
+                        for role, listeners in ((Role.MX, mx), (Role.SUBMISSION, submission)):
+                            for listener in listeners:
+                                accepting.start_soon(_accept, listener, role, context, host.nursery)
+                        listening = Listening(mx=_addresses(mx), submission=_addresses(submission))
+                        log.info(
+                            "listening: mx %s, submission %s", listening.mx, listening.submission
+                        )
+                        task_status.started(listening)
+                finally:
+                    log.info("shutting down; %d sessions open", context.connections.here)
+                    context.begin_shutdown()
+                    host.finish(config.shutdown_grace)
     finally:
         for sock in opened:
             # Idempotent: the accept loops have closed theirs already.

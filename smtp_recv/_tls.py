@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
 import ssl
+import sys
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +31,56 @@ MAX_CONTEXTS = 256
 # A-label form), without the trailing dot.  Lower case: it is stored so.
 _LABEL = r"[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
 _HOST_NAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})*", re.ASCII)
+
+
+class _UnraisableNames:
+    """Logs, as the client's fault, the SNI names Python's ``ssl`` cannot decode.
+
+    CPython decodes the name as ASCII before it calls ``sni_callback``; a
+    client that sends ``caf\xc3\xa9.example`` fails the handshake there
+    (alert 80), and the error goes to ``sys.unraisablehook``, by default a
+    traceback on stderr, past ``logging`` (and through JSON logs), as often
+    as any client likes.  While a server runs, this hook takes those errors
+    (a ``UnicodeDecodeError`` about a ``bytes`` object) and passes every
+    other one on to the hook it replaced.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._replaced: Any = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        with self._lock:
+            if self._users == 0:
+                self._replaced = sys.unraisablehook
+                sys.unraisablehook = self._hook
+            self._users += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._users -= 1
+                if self._users == 0:
+                    # Unless someone replaced ours meanwhile: theirs stays.
+                    if sys.unraisablehook == self._hook:
+                        sys.unraisablehook = self._replaced
+                    self._replaced = None
+
+    def _hook(self, unraisable: Any) -> None:
+        name = unraisable.object
+        if isinstance(name, bytes) and isinstance(unraisable.exc_value, UnicodeDecodeError):
+            log.info(
+                "TLS handshake refused: the client sent a server name that is not ASCII: %s",
+                repr(name)[:300],
+            )
+            return
+        (self._replaced or sys.__unraisablehook__)(unraisable)
+
+
+#: For ``serve``: ``with sni_errors_logged(): ...``.
+sni_errors_logged = _UnraisableNames().installed
 
 
 def _identity(path: Path | None) -> tuple[int, int, int, int] | None:

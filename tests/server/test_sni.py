@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import ssl
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -210,3 +213,53 @@ async def test_a_new_default_certificate_that_does_not_load_leaves_the_last_serv
         await trio.sleep(tls.RECHECK_INTERVAL + 0.1)
         async with await connect_tls(server.submission, "submission", cert_set, None) as c:
             assert "second.example.com" in san(c)
+
+
+def client_hello(server_name: bytes) -> bytes:
+    """A ClientHello whose SNI is ``server_name``, bytes Python's ``ssl`` will not send.
+
+    Made with an ASCII name of the same length, then rewritten in place: the
+    server fails the handshake before anything could notice.
+    """
+    stand_in = b"x" * (len(server_name) - len(b".example")) + b".example"
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    outgoing = ssl.MemoryBIO()
+    handshake = context.wrap_bio(ssl.MemoryBIO(), outgoing, server_hostname=stand_in.decode())
+    with pytest.raises(ssl.SSLWantReadError):
+        handshake.do_handshake()
+    hello = outgoing.read()
+    assert hello.count(stand_in) == 1
+    return hello.replace(stand_in, server_name)
+
+
+@pytest.mark.parametrize("server_name", [b"caf\xc3\xa9.example", b"a\xff\r\nb.example"])
+async def test_a_server_name_that_is_not_ascii_is_logged_not_printed(
+    cert_set: CertSet,
+    server_name: bytes,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Python's ssl fails such a handshake before our SNI callback runs, and
+    reports it as an unraisable error: a traceback on stderr, past logging,
+    as often as any client likes.  It is a line in our log instead."""
+    caplog.set_level(logging.INFO, logger="smtp_recv.tls")
+    unraisable: list[object] = []
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    async with running(cert_set) as server:
+        for _ in range(2):
+            stream = await trio.open_tcp_stream(*server.submission)
+            async with stream:
+                await stream.send_all(client_hello(server_name))
+                with trio.fail_after(5):
+                    answer = await stream.receive_some(1024)
+            assert answer[:1] in (b"", b"\x15")  # an alert record, or the end
+        async with await connect_tls(server.submission, "submission", cert_set, None) as client:
+            assert (await client.command("NOOP")).code == 250
+        # Other unraisable errors still reach the hook that was there before.
+        sys.unraisablehook(types.SimpleNamespace(object=None, exc_value=ValueError("other")))  # type: ignore[arg-type]
+    assert len(unraisable) == 1
+    assert sys.unraisablehook == unraisable.append
+    assert caplog.text.count("a server name that is not ASCII") == 2
+    assert "\r" not in caplog.text
