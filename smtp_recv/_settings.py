@@ -244,7 +244,12 @@ def _convert(source: Path, value: object, kind: Any, *prefix: str | int) -> Any:
 
 def _read_toml(source: Path) -> dict[str, Any]:
     try:
-        with source.open("rb") as file:
+        # Opened without waiting (a FIFO would block a plain open) and read
+        # only if it is a file: /dev/zero would be read until memory ran out.
+        descriptor = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(descriptor, "rb") as file:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise ConfigError(source, None, "not a regular file")
             return tomllib.load(file)
     except OSError as error:
         raise ConfigError(source, None, f"cannot read: {error.strerror}") from None

@@ -451,3 +451,21 @@ def test_the_file_takes_what_server_config_takes(
         assert raised.value.key == f"{table}.{name}"
     else:
         assert getattr(load_settings(path).config, name) == 0
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device", "directory"])
+def test_a_config_file_that_is_not_a_regular_file_is_a_config_error(
+    tmp_path: Path, kind: str
+) -> None:
+    """A FIFO would block the read, /dev/zero fill memory: refused before reading."""
+    if kind == "fifo":
+        path = tmp_path / "config.toml"
+        os.mkfifo(path)
+    elif kind == "device":
+        path = Path("/dev/zero")
+    else:
+        path = tmp_path
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.key is None
+    assert raised.value.problem in ("not a regular file", "cannot read: Is a directory")
