@@ -365,6 +365,9 @@ class ThreadedTestServer(Generic[M]):
         self.server: TestServer[M] | None = None
 
     def __enter__(self) -> TestServer[M]:
+        if self._thread is not None:
+            # One server per instance at a time: a second would orphan the first.
+            raise RuntimeError("this ThreadedTestServer is already running")
         self._thread = threading.Thread(target=self._run, name="smtp-recv-test", daemon=True)
         self._thread.start()
         result = self._ready.get(timeout=30)
@@ -394,6 +397,17 @@ class ThreadedTestServer(Generic[M]):
         traceback: TracebackType | None,
     ) -> None:
         if self._stop is not None and self._cancel is not None:
-            self._stop.run_sync_soon(self._cancel.cancel)
+            # Unless the server has ended by itself (a hook raised SystemExit).
+            with contextlib.suppress(trio.RunFinishedError):
+                self._stop.run_sync_soon(self._cancel.cancel)
         if self._thread is not None:
             self._thread.join(timeout=60)
+        self._thread = self._stop = self._cancel = self.server = None
+        # What ended the server, if not this stop: the test must not pass
+        # over it (unless it is failing already, with an error of its own).
+        try:
+            error = self._ready.get_nowait()
+        except queue.Empty:
+            return
+        if exc is None and isinstance(error, BaseException):
+            raise error

@@ -13,6 +13,7 @@ import pytest
 import trio
 import trio.testing
 
+from smtp_recv import Mail
 from smtp_recv.testing import (
     MemoryMailer,
     TestServer,
@@ -186,3 +187,44 @@ async def test_the_test_servers_sender_policy_is_the_built_in_servers() -> None:
     table = PasswordTable({})
     assert await table.may_send_as("u", "bob@ex\u00e4mple.com", "BOB@xn--exmple-cua.com")
     assert not await table.may_send_as("u", "stra\u00dfe@example.com", "STRASSE@example.com")
+
+
+def test_a_threaded_test_server_entered_twice_at_once_is_refused() -> None:
+    """A second server on the same instance would leave the first running, unowned."""
+    threaded = ThreadedTestServer()
+    with threaded as server:
+        with pytest.raises(RuntimeError, match="already running"), threaded:
+            pass
+        with smtplib.SMTP(*server.mx, timeout=10) as smtp:
+            assert smtp.noop()[0] == 250
+    with pytest.raises(OSError):  # noqa: PT011 - refused or reset, by platform
+        socket.create_connection(server.mx, timeout=5).close()
+    # One after another is fine.
+    with threaded as again, smtplib.SMTP(*again.mx, timeout=10) as smtp:
+        assert smtp.noop()[0] == 250
+
+
+class ExitingMailer(MemoryMailer):
+    async def forward(self, mail: Mail) -> None:
+        raise SystemExit(3)
+
+
+def test_a_threaded_test_server_that_dies_says_so_when_the_test_leaves_it() -> None:
+    """README: SystemExit from a hook ends the server; here it reaches the test."""
+    with (
+        pytest.raises(BaseException) as raised,  # noqa: PT011 - checked below
+        ThreadedTestServer(mailer=ExitingMailer()) as server,
+        smtplib.SMTP(*server.mx, timeout=10) as smtp,
+        pytest.raises(smtplib.SMTPServerDisconnected),
+    ):
+        smtp.sendmail("a@example.org", ["b@example.com"], b"Subject: x\r\n\r\nx\r\n")
+    error = raised.value
+    # From inside serve's nurseries it may come in an exception group.
+    if isinstance(error, BaseExceptionGroup):
+        exits = error.subgroup(SystemExit)
+        assert exits is not None, error
+        error = exits.exceptions[0]
+        while isinstance(error, BaseExceptionGroup):
+            error = error.exceptions[0]
+    assert isinstance(error, SystemExit)
+    assert error.code == 3
