@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
@@ -10,6 +11,15 @@ from dataclasses import dataclass, field, fields
 from .protocol import limits
 
 MiB = 1 << 20
+
+# RFC 5321 4.1.2: a Domain (letters, digits and hyphens in dot-separated
+# labels, up to 253 characters; underscores too, which some systems' names
+# have) or an address literal.  Anything else would garble the greeting and
+# every Received: header.
+_LABEL = r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?"
+HOST_NAME = re.compile(
+    rf"(?=.{{1,253}}\Z)(?:{_LABEL}(?:\.{_LABEL})*|\[[A-Za-z0-9.:-]+\])", re.ASCII
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -216,11 +226,13 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         name = self.hostname
-        if not name or not name.isascii() or not name.isprintable() or " " in name:
+        if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
             # It goes into the greeting and every Received: header, which are
             # ASCII (RFC 5321 4.1.2); an internationalised name goes in its
             # IDNA A-label form (RFC 5890), e.g. "mx.xn--exmple-cua.com".
-            raise ValueError(f"hostname must be an ASCII domain name, not {name!r}")
+            raise ValueError(
+                f"hostname must be an ASCII domain name or address literal, not {name!r}"
+            )
         for field_ in fields(self):
             name, value = field_.name, getattr(self, field_.name)
             # Annotations are strings here (postponed evaluation).

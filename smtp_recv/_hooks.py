@@ -17,6 +17,7 @@ from typing import Protocol, runtime_checkable
 from ._mail import Mail, UserMail
 from ._mailboxes import same_mailbox
 from .protocol import Reply
+from .protocol._replies import MAX_REPLY_LINE
 
 
 class Reject(Exception):
@@ -42,7 +43,12 @@ class Reject(Exception):
         # refusal meant to be permanent would be retried for days.
         if not 400 <= code <= 599:
             raise ValueError(f"Reject needs a 4xx or 5xx code, not {code}")
-        Reply.make(code, enhanced, text)  # raises ValueError for what cannot be sent
+        reply = Reply.make(code, enhanced, text)  # raises ValueError for what cannot be sent
+        if len(reply.to_bytes()) > MAX_REPLY_LINE:
+            raise ValueError(
+                f"Reject text too long: a reply line is at most {MAX_REPLY_LINE} octets"
+                " (RFC 5321 4.5.3.1.5)"
+            )
         super().__init__(code, enhanced, text)
         self.code = code
         self.enhanced = enhanced

@@ -57,7 +57,7 @@ from typing import Annotated, Any
 import msgspec
 from cryptography import x509
 
-from ._config import MINIMUM, POSITIVE, ListenerConfig, ServerConfig
+from ._config import HOST_NAME, MINIMUM, POSITIVE, ListenerConfig, ServerConfig
 from ._hooks import Certificate
 from ._maildir import MaildirMailer
 from ._recipients import Recipients
@@ -603,12 +603,7 @@ def load_settings(source: Path) -> Settings:
             if value is not None:
                 options[name] = value
     if raw.hostname is not None:
-        if (
-            not raw.hostname
-            or not raw.hostname.isascii()
-            or not raw.hostname.isprintable()
-            or any(c.isspace() for c in raw.hostname)
-        ):
+        if not HOST_NAME.fullmatch(raw.hostname):
             raise ConfigError(
                 source,
                 "hostname",

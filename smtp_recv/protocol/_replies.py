@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}\Z")
+#: RFC 5321 4.5.3.1.5: a reply line, code and CRLF included.
+MAX_REPLY_LINE = 512
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +134,12 @@ def helo(hostname: str, client: str) -> Reply:
 def _hello(hostname: str, client: str) -> str:
     # The client's name is echoed only in ASCII: no reply carries UTF-8
     # before the client has asked for it (RFC 6531), which it has not yet.
-    return f"{hostname} Hello {client}" if client.isascii() else f"{hostname} Hello"
+    # Nor when it would make the line longer than the 512 octets of a reply
+    # line (RFC 5321 4.5.3.1.5), code and CRLF included.
+    text = f"{hostname} Hello {client}"
+    if client.isascii() and len(text) + 6 <= MAX_REPLY_LINE:
+        return text
+    return f"{hostname} Hello"
 
 
 def message_accepted(message_id: str) -> Reply:

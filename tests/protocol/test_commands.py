@@ -7,6 +7,7 @@ bytes, taken from the reply table, so a change of wording is one edit in
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import pytest
@@ -139,6 +140,18 @@ def test_a_client_name_not_in_ascii_is_not_echoed(verb: str) -> None:
     assert out.isascii()
     assert out.startswith(f"250{'-' if verb == 'EHLO' else ' '}{HOSTNAME} Hello\r\n".encode())
     assert dialogue.conn.helo_name == "b\u00fccher.example"
+
+
+@pytest.mark.parametrize("verb", ["EHLO", "HELO"])
+def test_rfc5321_4_5_3_1_5_a_client_name_too_long_to_echo_is_not_echoed(verb: str) -> None:
+    """Our name and a 255-octet HELO name would pass the 512 octets of a reply line."""
+    hostname = ("a" * 60 + ".") * 4 + "example"  # 251 characters
+    client = ("b" * 62 + ".") * 3 + "c" * 58 + ".example"  # 255
+    dialogue = Dialogue(dataclasses.replace(config(), hostname=hostname))
+    out = dialogue.say(f"{verb} {client}")
+    first = out.split(b"\r\n")[0]
+    assert first == f"250{'-' if verb == 'EHLO' else ' '}{hostname} Hello".encode()
+    assert dialogue.conn.helo_name == client
 
 
 def ehlo_keywords(session: SessionConfig) -> list[str]:

@@ -96,6 +96,13 @@ def test_reject_refuses_what_it_could_not_send_when_it_is_made() -> None:
         smtp_recv.Reject(550, "5.1", "too short")
     with pytest.raises(ValueError, match="one line"):
         smtp_recv.Reject(550, "5.7.1", "no\r\n250 2.0.0 forged")
+    # RFC 5321 4.5.3.1.5: 512 octets per reply line, code and CRLF included.
+    longest = "x" * (512 - len("550 5.7.1 \r\n"))
+    assert smtp_recv.Reject(550, "5.7.1", longest).text == longest
+    with pytest.raises(ValueError, match="at most 512 octets"):
+        smtp_recv.Reject(550, "5.7.1", longest + "x")
+    with pytest.raises(ValueError, match="at most 512 octets"):
+        smtp_recv.Reject(550, "5.7.1", "é" * 251)  # 502 octets of UTF-8
 
 
 async def test_a_reject_quoting_a_utf8_address_gets_its_own_reply(cert_set: CertSet) -> None:

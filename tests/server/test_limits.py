@@ -1174,11 +1174,32 @@ def test_server_config_takes_zero_where_it_means_none(options: dict[str, float])
     smtp_recv.ServerConfig(hostname="mx.example.com", **options)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("hostname", ["mx.exämple.com", "", "mx example", "mx\r\n.example"])
+@pytest.mark.parametrize(
+    "hostname",
+    [
+        "mx.exämple.com",
+        "",
+        "mx example",
+        "mx\r\n.example",
+        "mx.example.com/x",
+        "-bad..host-",
+        "mx.example.com.",
+        "a" * 64 + ".example",  # a label is at most 63
+        ("a" * 63 + ".") * 3 + "a" * 62,  # a name is at most 253
+        "[1.2.3.4",
+    ],
+)
 def test_hostname_must_be_an_ascii_name(hostname: str) -> None:
     # A name that cannot go into a Received header would fail every message.
     with pytest.raises(ValueError, match="hostname"):
         smtp_recv.ServerConfig(hostname=hostname)
+
+
+@pytest.mark.parametrize(
+    "hostname", ["mx", "MX.Example.COM", "mail_01.example.com", "[192.0.2.1]", "[IPv6:2001:db8::1]"]
+)
+def test_hostname_may_be_any_domain_or_address_literal(hostname: str) -> None:
+    assert smtp_recv.ServerConfig(hostname=hostname).hostname == hostname
 
 
 async def test_hostname_in_idna_form_works_end_to_end(cert_set: CertSet) -> None:
