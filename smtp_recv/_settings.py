@@ -62,6 +62,9 @@ from ._hooks import Certificate
 from ._maildir import MaildirMailer
 from ._recipients import Recipients
 from ._users import PasswordHashError, User, Users, check_password_hash
+from .protocol import replies
+from .protocol._addresses import is_domain, parse_path
+from .protocol._errors import _Refusal
 
 __all__ = [
     "CertificateMap",
@@ -263,9 +266,16 @@ def _read_toml(source: Path) -> dict[str, Any]:
         ) from None
 
 
-def _is_address(text: str) -> bool:
-    local, at, domain = text.rpartition("@")
-    return bool(at and local and domain) and not any(c.isspace() or c in "<>" for c in text)
+def is_address(text: str) -> bool:
+    """Whether ``text`` is a mailbox as a client would send it (RFC 5321 4.1.2).
+
+    Checked by the parser the listeners use: an address it would refuse
+    (``alice@example.com.``, ``a@@b``) could never match a recipient.
+    """
+    try:
+        return parse_path(f"<{text}>", replies.BAD_RECIPIENT_ADDRESS) == text
+    except _Refusal:
+        return False
 
 
 def _resolve(source: Path, key: str | None, path: Path) -> Path:
@@ -498,7 +508,7 @@ def load_users(source: Path) -> Users:
     users: dict[str, User] = {}
     for login, value in raw.users.items():
         entry = _convert(source, value, _UserEntry, "users", login)
-        if not _is_address(login):
+        if not is_address(login):
             raise ConfigError(
                 source, _key("users", login), "a login must be an address, user@domain"
             )
@@ -507,7 +517,7 @@ def load_users(source: Path) -> Users:
         except PasswordHashError as error:
             raise ConfigError(source, _key("users", login, "password"), str(error)) from None
         for index, sender in enumerate(entry.senders):
-            if not _is_address(sender):
+            if not is_address(sender):
                 raise ConfigError(
                     source, _key("users", login, "senders", index), f"{sender!r} is not an address"
                 )
@@ -551,7 +561,7 @@ def _listener(raw: _Listener, default_port: int) -> ListenerConfig:
 
 def _recipients(source: Path, raw: _Recipients) -> Recipients:
     for index, mailbox in enumerate(raw.mailboxes):
-        if not _is_address(mailbox):
+        if not is_address(mailbox):
             raise ConfigError(
                 source, _key("recipients", "mailboxes", index), f"{mailbox!r} is not an address"
             )
@@ -563,11 +573,15 @@ def _recipients(source: Path, raw: _Recipients) -> Recipients:
         if not targets:
             raise ConfigError(source, _key(*key), "no targets")
         for index, target in enumerate(targets):
-            if not _is_address(target):
+            if not is_address(target):
                 raise ConfigError(source, _key(*key, index), f"{target!r} is not an address")
-        if address.startswith("@") and len(address) > 1 and "@" not in address[1:]:
+        if address.startswith("@") and is_domain(address[1:]):
             catch_alls[address[1:]] = targets
-        elif _is_address(address) or address.lower() == "postmaster":
+        elif address.startswith("*@"):
+            raise ConfigError(
+                source, _key(*key), f"a domain catch-all is written @domain, not {address!r}"
+            )
+        elif is_address(address) or address.lower() == "postmaster":
             forwards[address] = targets
         else:
             raise ConfigError(

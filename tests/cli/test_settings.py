@@ -469,3 +469,26 @@ def test_a_config_file_that_is_not_a_regular_file_is_a_config_error(
         load_settings(path)
     assert raised.value.key is None
     assert raised.value.problem in ("not a regular file", "cannot read: Is a directory")
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key"),
+    [
+        ('"alice@example.com", "bob', '"alice@example.com.", "bob', "recipients.mailboxes[0]"),
+        ('"alice@example.com", "bob', '"alice@@example.com", "bob', "recipients.mailboxes[0]"),
+        ('"alice@example.com", "bob', '"alice@-bad-.com", "bob', "recipients.mailboxes[0]"),
+        ('"@example.net" =', '"@@example.net" =', 'recipients.forward."@@example.net"'),
+        ('"@example.net" =', '"*@example.net" =', 'recipients.forward."*@example.net"'),
+    ],
+)
+def test_an_address_no_client_could_send_is_a_config_error(
+    tmp_path: Path, certificate_authority: trustme.CA, old: str, new: str, key: str
+) -> None:
+    """Checked by the listeners' own parser: such an entry could never match."""
+    path = write_config(tmp_path, certificate_authority)
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.key == key
