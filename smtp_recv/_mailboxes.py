@@ -8,7 +8,10 @@ Local parts compare in NFC by lower case; domains by their lower-case A-label.
 
 from __future__ import annotations
 
+import re
 import unicodedata
+
+from .protocol._addresses import DOT_STRING
 
 __all__ = [
     "canonical_address",
@@ -17,6 +20,22 @@ __all__ = [
     "listed_domain",
     "same_mailbox",
 ]
+
+
+_QUOTED_PAIR = re.compile(r"\\(.)")
+
+
+def _unquoted(local_part: str) -> str:
+    """A quoted local part that needs no quotes, without them: ``"alice"`` is ``alice``.
+
+    RFC 5321 4.1.2 says not to quote what a Dot-string can say, and RFC 5322
+    3.4.1 makes both spellings one local part.  One that needs its quotes
+    (``"john doe"``) keeps them and is compared as written.
+    """
+    if len(local_part) < 2 or local_part[0] != '"' or local_part[-1] != '"':
+        return local_part
+    value = _QUOTED_PAIR.sub(r"\1", local_part[1:-1])
+    return value if DOT_STRING.fullmatch(value) else local_part
 
 
 def _fold_local_part(local_part: str) -> str:
@@ -84,7 +103,7 @@ def canonical_address(address: str) -> str:
     local_part, at, domain = address.rpartition("@")
     if not at:
         return _fold_local_part(address)
-    return f"{_fold_local_part(local_part)}@{canonical_domain(domain)}"
+    return f"{_fold_local_part(_unquoted(local_part))}@{canonical_domain(domain)}"
 
 
 def listed_address(address: str, what: str) -> str:

@@ -31,6 +31,8 @@ _SNUM = re.compile(r"[0-9]{1,3}")
 _LDH_STR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?")
 _MAILBOX = re.compile(rf"(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})")
 _DOMAIN_RE = re.compile(_DOMAIN)
+#: An unquoted local part (RFC 5321 4.1.2 Dot-string, RFC 6531 UTF-8 included).
+DOT_STRING = re.compile(_DOT_STRING)
 # A-d-l: "@" Domain *( "," "@" Domain ), then ":"; obsolete, accepted and dropped.
 _SOURCE_ROUTE = re.compile(rf"@{_DOMAIN}(?:,@{_DOMAIN})*:")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-]*")

@@ -293,11 +293,20 @@ rows = [
         send=b"MAIL FROM:<user@victim.example>\r\n",
         expect=("553 5.7.1",),
     ),
+    # Quotes that are not needed change nothing (RFC 5322 3.2.4): the
+    # user's own mailbox, as for delivery.  Needed ones make another.
+    Row(
+        name="sender-quoted-for-nothing-is-the-login",
+        listener="submission",
+        prelude="auth",
+        send=b'MAIL FROM:<"user"@our.example>\r\n',
+        expect=("250 2.1.0",),
+    ),
     Row(
         name="sender-quoted-variant",
         listener="submission",
         prelude="auth",
-        send=b'MAIL FROM:<"user"@our.example>\r\n',
+        send=b'MAIL FROM:<"user "@our.example>\r\n',
         expect=("553 5.7.1",),
     ),
     Row(

@@ -55,6 +55,22 @@ async def test_matching_ignores_case_and_returns_the_configured_spelling(
     assert await recipients.lookup("PostMaster") == ("alice@example.com",)
 
 
+async def test_a_local_part_quoted_for_nothing_is_the_same_mailbox(
+    recipients: Recipients,
+) -> None:
+    """RFC 5321 4.1.2 and RFC 5322 3.4.1: ``"alice"`` and ``alice`` are one local part."""
+    assert await recipients.lookup('"alice"@example.com') == ("alice@example.com",)
+    assert await recipients.lookup('"al\\ice"@example.com') == ("alice@example.com",)
+    assert await recipients.lookup('"Bob"@example.com') == ("Bob@example.com",)
+    # Quotes that are needed make another local part: no such mailbox here.
+    assert await recipients.lookup('"alice smith"@example.com') == ()
+    # At a catch-all's domain it is still alice, not the catch-all.
+    catch_all = Recipients(
+        mailboxes=["alice@example.net"], forwards={}, catch_alls={"example.net": ["x@example.com"]}
+    )
+    assert await catch_all.lookup('"alice"@example.net') == ("alice@example.net",)
+
+
 async def test_catch_all_takes_the_rest_of_its_domain(recipients: Recipients) -> None:
     assert await recipients.lookup("anyone@example.net") == ("alice@example.com",)
     assert await recipients.lookup("Anyone@EXAMPLE.NET") == ("alice@example.com",)
