@@ -59,7 +59,7 @@ from cryptography import x509
 
 from ._config import HOST_NAME, MINIMUM, POSITIVE, ListenerConfig, ServerConfig
 from ._hooks import Certificate
-from ._maildir import MaildirMailer
+from ._maildir import MaildirMailer, mailbox_directory, outbox_directory
 from ._recipients import Recipients
 from ._users import PasswordHashError, User, Users, check_password_hash
 from .protocol import replies
@@ -330,6 +330,29 @@ def _check_maildir_root(source: Path, root: Path) -> None:
     if not os.access(existing, os.W_OK | os.X_OK):
         what = "write into" if existing == root else f"create {root} in"
         raise ConfigError(source, key, f"this user (uid {os.geteuid()}) cannot {what} {existing}")
+
+
+def _unwritable_maildirs(directories: Sequence[Path]) -> list[str]:
+    """Warnings for the Maildirs that exist but this user cannot write into.
+
+    A run as root leaves them root's; the server, run as its own user then,
+    would answer every message for them with 451 until it bounced.  Only a
+    warning: one mailbox must not keep the rest from being served.
+    """
+    unwritable = []
+    for directory in directories:
+        for path in (directory, directory / "tmp", directory / "new"):
+            if path.is_dir() and not os.access(path, os.W_OK | os.X_OK):
+                unwritable.append(path)
+                break
+    if not unwritable:
+        return []
+    shown = ", ".join(str(path) for path in unwritable[:5])
+    more = f" and {len(unwritable) - 5} more" if len(unwritable) > 5 else ""
+    return [
+        f"this user (uid {os.geteuid()}) cannot write into {shown}{more}:"
+        " mail for them will get 451"
+    ]
 
 
 # -- certificates -------------------------------------------------------------
@@ -677,6 +700,10 @@ def load_settings(source: Path) -> Settings:
     recipients = _recipients(source, raw.recipients)
     if config.mx.enabled and not recipients.domains:
         warnings.append("[recipients] is empty: the MX listener refuses every recipient")
+    warnings += _unwritable_maildirs(
+        [mailbox_directory(maildir_root, mailbox) for mailbox in raw.recipients.mailboxes]
+        + [outbox_directory(maildir_root, login) for login in users.logins]
+    )
     return Settings(
         source=source,
         config=config,

@@ -11,6 +11,7 @@ import pytest
 import trustme
 
 from smtp_recv import CertByHost, Certificate, ServerConfig
+from smtp_recv._maildir import mailbox_directory
 from smtp_recv._settings import (
     LIMIT_FIELDS,
     PROTOCOL_FIELDS,
@@ -492,3 +493,21 @@ def test_an_address_no_client_could_send_is_a_config_error(
     with pytest.raises(ConfigError) as raised:
         load_settings(path)
     assert raised.value.key == key
+
+
+@needs_permissions
+def test_a_maildir_this_user_cannot_write_into_is_a_warning(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """As a first run as root leaves it: every message for it would get 451."""
+    path = write_config(tmp_path, certificate_authority)
+    alice = mailbox_directory(tmp_path / "maildir", "alice@example.com")
+    (alice / "new").mkdir(parents=True)
+    alice.chmod(0o500)
+    try:
+        settings = load_settings(path)
+    finally:
+        alice.chmod(0o700)
+    [warning] = [w for w in settings.warnings if "cannot write into" in w]
+    assert str(alice) in warning
+    assert "451" in warning
