@@ -454,8 +454,7 @@ class ServerConnection:
             if verb is Verb.BDAT:  # its chunk cannot be framed (see _unless_bdat)
                 self.abort(replies.BDAT_SYNTAX)
                 raise ProtocolError(replies.BDAT_SYNTAX)
-            if verb is Verb.AUTH:
-                raise _Refusal(replies.AUTH_LINE_TOO_LONG)
+            # (AUTH's limit is the longest kept: past it, the buffer refuses.)
             raise _Refusal(replies.LINE_TOO_LONG)
         if verb is Verb.BDAT:
             # BDAT sequences itself: a refused chunk must still be read.
