@@ -8,6 +8,7 @@ anonymous temporary file, written from a worker thread in large batches, so a
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from typing import IO
 
@@ -70,7 +71,8 @@ class Spool:
                 file.flush()
         except BaseException:
             if created:
-                file.close()
+                with contextlib.suppress(OSError):
+                    file.close()
             raise
         return file
 
@@ -98,6 +100,9 @@ class Spool:
     def discard(self) -> None:
         """Drop everything (message refused, reset or connection lost)."""
         self._pending = []
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        file, self._file = self._file, None
+        if file is not None:
+            # Closing flushes what is buffered: on a full disk that fails
+            # again, and nothing of it is wanted any more.
+            with contextlib.suppress(OSError):
+                file.close()

@@ -169,6 +169,32 @@ async def test_a_spool_that_cannot_be_written_gives_452_and_the_session_goes_on(
     assert "Traceback" not in caplog.text
 
 
+async def test_a_spool_whose_later_write_fails_keeps_the_failure_not_raises_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first bytes sit in the file's buffer; a later batch fails, and so
+    would the close that flushes them.  The client is still sending: the
+    spool only counts from then on, and ``finish`` gives the error."""
+    full = []
+
+    def on_a_full_disk() -> io.BufferedRandom:
+        file = open("/dev/full", "w+b")  # noqa: SIM115 - the spool closes it
+        full.append(file)
+        return file
+
+    monkeypatch.setattr(smtp_recv._spool.tempfile, "TemporaryFile", on_a_full_disk)
+    spool = smtp_recv._spool.Spool(b"Received: x\r\n", threshold=10)
+    await spool.append(b"x" * 3_000)  # to the file's buffer: no error yet
+    assert spool.failure is None
+    await spool.append(b"y" * (1 << 20))  # a batch: ENOSPC
+    assert isinstance(spool.failure, OSError)
+    await spool.append(b"z" * 10)
+    with pytest.raises(OSError, match="No space left"):
+        await spool.finish()
+    assert spool.size == len(b"Received: x\r\n") + 3_000 + (1 << 20) + 10
+    assert [file.closed for file in full] == [True]
+
+
 @pytest.mark.parametrize("size", [500, 3_000_000])
 async def test_readers_of_one_message_at_once_each_get_all_of_it(
     cert_set: CertSet, size: int
