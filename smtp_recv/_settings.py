@@ -292,8 +292,13 @@ def _resolve(source: Path, key: str | None, path: Path) -> Path:
 
 
 def _in_config_directory(source: Path, path: str) -> Path:
-    """A path from the config file: relative ones are relative to the file's directory."""
-    return source.parent / Path(path).expanduser()
+    """A path from the config file: relative ones are relative to the file's directory.
+
+    The directory of the file itself, past any symlink to it: a config
+    linked from ``/etc`` to a release directory finds its files beside it.
+    (The path made here keeps its own symlinks: see ``_resolve``.)
+    """
+    return Path(os.path.realpath(source)).parent / Path(path).expanduser()
 
 
 def _stat(source: Path, key: str, path: Path) -> os.stat_result | None:

@@ -511,3 +511,20 @@ def test_a_maildir_this_user_cannot_write_into_is_a_warning(
     [warning] = [w for w in settings.warnings if "cannot write into" in w]
     assert str(alice) in warning
     assert "451" in warning
+
+
+def test_a_config_linked_from_elsewhere_finds_its_files_beside_itself(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """``/etc/smtp-recv/config.toml -> /opt/app/current/config.toml``, relative paths inside."""
+    release = tmp_path / "releases" / "v2"
+    release.mkdir(parents=True)
+    write_config(release, certificate_authority)
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    (etc / "config.toml").symlink_to(release / "config.toml")
+    settings = load_settings(etc / "config.toml")
+    assert settings.users_file == release / "users.toml"
+    assert settings.maildir_root == release / "maildir"
+    # The file named, for a reload to read again, keeps its symlink.
+    assert settings.source == etc / "config.toml"
