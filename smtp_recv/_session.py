@@ -650,11 +650,13 @@ class Session:
                 return False
             else:
                 kind = type(event)
-                if kind is not MessageData and kind is not CommandRejected:
+                if kind is not MessageData and (
+                    kind is not CommandRejected or conn.state is not State.CHUNKING
+                ):
                     # A body's minimum-rate clock goes on over all the BDAT
                     # chunks of a transaction, and over commands refused
-                    # between them; any other event ends that body, or
-                    # begins the next.
+                    # between them; any other event ends that body (a
+                    # refused chunk drained is one), or begins the next.
                     self._body_since = None
                 await handlers[kind](self, conn, event)
                 if self._waiting is _Waiting.SPENT:

@@ -700,6 +700,30 @@ async def test_a_refused_chunk_is_read_at_its_own_rate(autojump_clock: trio.abc.
             await client.aclose()
 
 
+async def test_each_refused_chunk_drained_has_a_rate_clock_of_its_own(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The refusal that ends a drained chunk ends its clock: a later chunk,
+    sent at twice the minimum rate, is not judged by the earlier one's."""
+    config = dataclasses.replace(DEFAULTS, min_data_rate=1000.0, data_rate_grace=1.0)
+    async with running(config) as harness:
+        client = await prelude(harness.server, "mx", "greet")
+        try:
+            await client.send(b"BDAT 10\r\n")
+            await trio.sleep(0.3)  # the chunk is waited for: its clock starts
+            await client.send(b"0123456789")
+            await client.expect("503")
+            await trio.sleep(3)
+            await client.command("NOOP", "250")
+            await client.send(b"BDAT 4000\r\n")
+            for _ in range(8):  # 500 octets every 0.25 s: 2000 octets/s
+                await client.send(b"x" * 500)
+                await trio.sleep(0.25)
+            await client.expect("503")
+        finally:
+            await client.aclose()
+
+
 async def test_a_command_lines_deadline_starts_with_that_line(
     autojump_clock: trio.abc.Clock,
 ) -> None:
