@@ -43,44 +43,49 @@ class _UnraisableNames:
     as any client likes.  While a server runs, this hook takes those errors
     (a ``UnicodeDecodeError`` about a ``bytes`` object) and passes every
     other one on to the hook it replaced.
+
+    One per ``serve``.  When it ends, the hook it replaced comes back, unless
+    another has been put on top of this one meanwhile, which may call this
+    one: then this one stays, passing everything on.  So hooks never call
+    each other round in a loop, however serves and other libraries come
+    and go.
     """
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._users = 0
-        self._replaced: Any = None
+    def __init__(self, replaced: Any) -> None:
+        self._replaced = replaced
+        self._active = True
 
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        with self._lock:
-            if self._users == 0:
-                self._replaced = sys.unraisablehook
-                sys.unraisablehook = self._hook
-            self._users += 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._users -= 1
-                if self._users == 0:
-                    # Unless someone replaced ours meanwhile: theirs stays.
-                    if sys.unraisablehook == self._hook:
-                        sys.unraisablehook = self._replaced
-                    self._replaced = None
-
-    def _hook(self, unraisable: Any) -> None:
+    def __call__(self, unraisable: Any) -> None:
         name = unraisable.object
-        if isinstance(name, bytes) and isinstance(unraisable.exc_value, UnicodeDecodeError):
+        if (
+            self._active
+            and isinstance(name, bytes)
+            and isinstance(unraisable.exc_value, UnicodeDecodeError)
+        ):
             log.info(
                 "TLS handshake refused: the client sent a server name that is not ASCII: %s",
                 repr(name)[:300],
             )
             return
-        (self._replaced or sys.__unraisablehook__)(unraisable)
+        self._replaced(unraisable)
 
 
-#: For ``serve``: ``with sni_errors_logged(): ...``.
-sni_errors_logged = _UnraisableNames().installed
+_hooks_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def sni_errors_logged() -> Iterator[None]:
+    """For ``serve``: the unraisable errors of bad SNI names logged, while it runs."""
+    with _hooks_lock:
+        hook = _UnraisableNames(sys.unraisablehook)
+        sys.unraisablehook = hook
+    try:
+        yield
+    finally:
+        with _hooks_lock:
+            hook._active = False
+            if sys.unraisablehook is hook:
+                sys.unraisablehook = hook._replaced
 
 
 def _identity(path: Path | None) -> tuple[int, int, int, int] | None:

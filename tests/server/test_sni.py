@@ -263,3 +263,27 @@ async def test_a_server_name_that_is_not_ascii_is_logged_not_printed(
     assert sys.unraisablehook == unraisable.append
     assert caplog.text.count("a server name that is not ASCII") == 2
     assert "\r" not in caplog.text
+
+
+def test_the_unraisable_hooks_never_call_each_other_in_a_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A library that puts its hook over ours while a server runs, calling
+    ours from it, and a later server: each other error reaches each hook once."""
+    seen: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda unraisable: seen.append("original"))
+    other_error = types.SimpleNamespace(object=None, exc_value=ValueError("other"))
+
+    with tls.sni_errors_logged():  # a first serve
+        ours = sys.unraisablehook
+
+        def theirs(unraisable: object) -> None:
+            seen.append("theirs")
+            ours(unraisable)
+
+        sys.unraisablehook = theirs
+    assert sys.unraisablehook is theirs  # theirs stays: ours cannot be taken out
+    with tls.sni_errors_logged():  # a second serve
+        sys.unraisablehook(other_error)  # type: ignore[arg-type]
+    assert seen == ["theirs", "original"]
+    assert sys.unraisablehook is theirs
