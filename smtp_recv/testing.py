@@ -370,8 +370,17 @@ class ThreadedTestServer(Generic[M]):
             raise RuntimeError("this ThreadedTestServer is already running")
         self._thread = threading.Thread(target=self._run, name="smtp-recv-test", daemon=True)
         self._thread.start()
-        result = self._ready.get(timeout=30)
+        try:
+            result = self._ready.get(timeout=30)
+        except queue.Empty:
+            result = TimeoutError("the test server did not start within 30 s")
         if isinstance(result, BaseException):
+            # No __exit__ follows a failed __enter__: leave it ready for another try.
+            if self._stop is not None and self._cancel is not None:
+                with contextlib.suppress(trio.RunFinishedError):
+                    self._stop.run_sync_soon(self._cancel.cancel)
+            self._thread.join(timeout=60)
+            self._thread = self._stop = self._cancel = None
             raise result
         self.server = result
         return result

@@ -228,3 +228,12 @@ def test_a_threaded_test_server_that_dies_says_so_when_the_test_leaves_it() -> N
             error = error.exceptions[0]
     assert isinstance(error, SystemExit)
     assert error.code == 3
+
+
+def test_a_threaded_test_server_that_failed_to_start_may_be_started_again() -> None:
+    threaded = ThreadedTestServer(hostnames=["not a host name"])  # refused by trustme
+    with pytest.raises(ValueError), threaded:  # noqa: PT011 - trustme's own message
+        pass
+    threaded._options["hostnames"] = ["localhost"]
+    with threaded as server, smtplib.SMTP(*server.mx, timeout=10) as smtp:
+        assert smtp.noop()[0] == 250
