@@ -46,9 +46,10 @@ class _UnraisableNames:
 
     One per ``serve``.  When it ends, the hook it replaced comes back, unless
     another has been put on top of this one meanwhile, which may call this
-    one: then this one stays, passing everything on.  So hooks never call
-    each other round in a loop, however serves and other libraries come
-    and go.
+    one: then this one stays, passing everything on, until it can be taken
+    out of the chain (``_compact``).  So hooks never call each other round
+    in a loop, and the chain does not grow, however serves (overlapping in
+    a rolling restart) and other libraries come and go.
     """
 
     def __init__(self, replaced: Any) -> None:
@@ -73,10 +74,32 @@ class _UnraisableNames:
 _hooks_lock = threading.Lock()
 
 
+def _next_live(hook: Any) -> Any:
+    """``hook``, or the first hook after it that is not one of ours ended."""
+    while isinstance(hook, _UnraisableNames) and not hook._active:
+        hook = hook._replaced
+    return hook
+
+
+def _compact() -> None:
+    """Take our ended hooks out of the chain, where only ours point to them.
+
+    One that another library's hook points to stays (it passes everything
+    on); one per such library at most.
+    """
+    current = _next_live(sys.unraisablehook)
+    if current is not sys.unraisablehook:
+        sys.unraisablehook = current
+    while isinstance(current, _UnraisableNames):
+        current._replaced = _next_live(current._replaced)
+        current = current._replaced
+
+
 @contextlib.contextmanager
 def sni_errors_logged() -> Iterator[None]:
     """For ``serve``: the unraisable errors of bad SNI names logged, while it runs."""
     with _hooks_lock:
+        _compact()
         hook = _UnraisableNames(sys.unraisablehook)
         sys.unraisablehook = hook
     try:
@@ -84,8 +107,7 @@ def sni_errors_logged() -> Iterator[None]:
     finally:
         with _hooks_lock:
             hook._active = False
-            if sys.unraisablehook is hook:
-                sys.unraisablehook = hook._replaced
+            _compact()
 
 
 def _identity(path: Path | None) -> tuple[int, int, int, int] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import ssl
 import sys
@@ -287,3 +288,25 @@ def test_the_unraisable_hooks_never_call_each_other_in_a_loop(
         sys.unraisablehook(other_error)  # type: ignore[arg-type]
     assert seen == ["theirs", "original"]
     assert sys.unraisablehook is theirs
+
+
+def test_overlapping_serves_leave_no_chain_of_hooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rolling restart: each new server starts before the old one stops."""
+
+    def original(unraisable: object) -> None:
+        pass
+
+    monkeypatch.setattr(sys, "unraisablehook", original)
+    with contextlib.ExitStack() as outer:
+        running_now = contextlib.ExitStack()
+        for _ in range(50):
+            new = contextlib.ExitStack()
+            new.enter_context(tls.sni_errors_logged())
+            running_now.close()  # the old one stops
+            running_now = new
+            depth, hook = 0, sys.unraisablehook
+            while hook is not original:
+                depth, hook = depth + 1, hook._replaced  # type: ignore[attr-defined]
+            assert depth == 1
+        outer.push(running_now)
+    assert sys.unraisablehook is original
