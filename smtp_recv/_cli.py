@@ -41,7 +41,7 @@ from ._maildir import MaildirMailer
 from ._notify import Notifier
 from ._recipients import AcceptEveryRecipient
 from ._reload import ConfigTables, Reloaded
-from ._settings import CertificateMap, ConfigError, Settings, is_address, load_settings
+from ._settings import CertificateMap, ConfigError, Settings, is_login, load_settings
 from ._users import User, Users, hash_password
 from ._workers import STOP_SIGNALS
 
@@ -623,7 +623,7 @@ def _worker_count(text: str) -> int:
 
 def passwd_command(args: argparse.Namespace) -> int:
     """``smtp-recv passwd``: hash a password typed twice at a prompt."""
-    if args.login and not is_address(args.login):
+    if args.login and not is_login(args.login):
         # Before the prompt: the block printed would fail ``check`` anyway.
         _error(f"{args.login!r} is not a login: it must be an address, user@domain")
         return EXIT_USAGE

@@ -114,9 +114,13 @@ POSITIVE = frozenset(
 )
 
 
-def _system_hostname() -> str:
-    """The machine's fully qualified name, looked up when a config is made."""
-    return socket.getfqdn()
+def system_hostname() -> str:
+    """The machine's fully qualified name, looked up when a config is made.
+
+    Without the root's trailing dot (``mybox.example.com.``), which no
+    greeting or ``Received:`` header carries.
+    """
+    return socket.getfqdn().removesuffix(".")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -130,7 +134,7 @@ class ServerConfig:
     """
 
     #: Our name in the greeting, EHLO reply and ``Received:`` headers.
-    hostname: str = field(default_factory=_system_hostname)
+    hostname: str = field(default_factory=system_hostname)
     #: The public inbound listener (RFC 5321 port 25).
     mx: ListenerConfig = field(default_factory=lambda: ListenerConfig(port=25))
     #: The implicit-TLS submission listener (RFC 8314 port 465).
@@ -231,7 +235,8 @@ class ServerConfig:
             # ASCII (RFC 5321 4.1.2); an internationalised name goes in its
             # IDNA A-label form (RFC 5890), e.g. "mx.xn--exmple-cua.com".
             raise ValueError(
-                f"hostname must be an ASCII domain name or address literal, not {name!r}"
+                "hostname must be an ASCII domain name or address literal (without the"
+                f" trailing dot), not {name!r}"
             )
         for field_ in fields(self):
             name, value = field_.name, getattr(self, field_.name)

@@ -57,13 +57,20 @@ from typing import Annotated, Any
 import msgspec
 from cryptography import x509
 
-from ._config import HOST_NAME, MINIMUM, POSITIVE, ListenerConfig, ServerConfig
+from ._config import (
+    HOST_NAME,
+    MINIMUM,
+    POSITIVE,
+    ListenerConfig,
+    ServerConfig,
+    system_hostname,
+)
 from ._hooks import Certificate
 from ._maildir import MaildirMailer, mailbox_directory, outbox_directory
 from ._recipients import Recipients
 from ._users import PasswordHashError, User, Users, check_password_hash
 from .protocol import replies
-from .protocol._addresses import is_domain, parse_path
+from .protocol._addresses import parse_path
 from .protocol._errors import _Refusal
 
 __all__ = [
@@ -266,6 +273,16 @@ def _read_toml(source: Path) -> dict[str, Any]:
         ) from None
 
 
+def is_login(text: str) -> bool:
+    """Whether ``text`` may be a login: an address in form, not in every detail.
+
+    Logins are AUTH names, which no address parser sees; some mail services
+    hand out names that RFC 5321 would refuse (``a..b@example.jp``).
+    """
+    local, at, domain = text.rpartition("@")
+    return bool(at and local and domain) and not any(c.isspace() or c in "<>" for c in text)
+
+
 def is_address(text: str) -> bool:
     """Whether ``text`` is a mailbox as a client would send it (RFC 5321 4.1.2).
 
@@ -294,11 +311,26 @@ def _resolve(source: Path, key: str | None, path: Path) -> Path:
 def _in_config_directory(source: Path, path: str) -> Path:
     """A path from the config file: relative ones are relative to the file's directory.
 
-    The directory of the file itself, past any symlink to it: a config
-    linked from ``/etc`` to a release directory finds its files beside it.
-    (The path made here keeps its own symlinks: see ``_resolve``.)
+    The directory the file is in once its own symlinks are followed, and
+    only those: a config linked from ``/etc`` into a release directory finds
+    its files beside it, while symlinked directories on the way stay as they
+    are (Kubernetes swaps ``..data``, a deploy ``current``), so that what
+    they point to next is seen.  Nor is ``..`` collapsed: the kernel follows
+    it from where the links lead, at each use.
     """
-    return Path(os.path.realpath(source)).parent / Path(path).expanduser()
+    return _config_file(source).parent / Path(path).expanduser()
+
+
+def _config_file(source: Path) -> Path:
+    """``source`` past the symlinks that are the file itself (not its directories)."""
+    file = source
+    for _ in range(40):  # the kernel's own bound on a chain of links
+        try:
+            target = Path(os.readlink(file))
+        except OSError:  # not a link (or gone): this is the file
+            return file
+        file = target if target.is_absolute() else file.parent / target
+    return source
 
 
 def _stat(source: Path, key: str, path: Path) -> os.stat_result | None:
@@ -536,7 +568,7 @@ def load_users(source: Path) -> Users:
     users: dict[str, User] = {}
     for login, value in raw.users.items():
         entry = _convert(source, value, _UserEntry, "users", login)
-        if not is_address(login):
+        if not is_login(login):
             raise ConfigError(
                 source, _key("users", login), "a login must be an address, user@domain"
             )
@@ -603,7 +635,8 @@ def _recipients(source: Path, raw: _Recipients) -> Recipients:
         for index, target in enumerate(targets):
             if not is_address(target):
                 raise ConfigError(source, _key(*key, index), f"{target!r} is not an address")
-        if address.startswith("@") and is_domain(address[1:]):
+        if address.startswith("@") and is_address(f"postmaster{address}"):
+            # (A domain, or an address literal: whatever may follow "@".)
             catch_alls[address[1:]] = targets
         elif address.startswith("*@"):
             raise ConfigError(
@@ -645,13 +678,24 @@ def load_settings(source: Path) -> Settings:
             if value is not None:
                 options[name] = value
     if raw.hostname is not None:
-        if not HOST_NAME.fullmatch(raw.hostname):
+        # A fully qualified name may end in the root's dot; it is not sent.
+        hostname = raw.hostname.removesuffix(".")
+        if not HOST_NAME.fullmatch(hostname):
             raise ConfigError(
                 source,
                 "hostname",
                 f"{raw.hostname!r} is not a host name (use the xn-- form for a non-ASCII name)",
             )
-        options["hostname"] = raw.hostname
+        options["hostname"] = hostname
+    else:
+        hostname = system_hostname()
+        if not HOST_NAME.fullmatch(hostname):
+            raise ConfigError(
+                source,
+                "hostname",
+                f"the system's name {hostname!r} is not a host name: set hostname in the file",
+            )
+        options["hostname"] = hostname
     try:
         config = ServerConfig(
             mx=_listener(raw.mx, 25), submission=_listener(raw.submission, 465), **options

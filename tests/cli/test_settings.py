@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
+import socket
 import tomllib
 from pathlib import Path
 
@@ -24,7 +26,7 @@ from smtp_recv._settings import (
 )
 from smtp_recv._users import hash_password
 
-from .conftest import write_certificate, write_config
+from .conftest import CHEAP, write_certificate, write_config
 
 #: Longer than any file name may be (NAME_MAX is 255 on Linux and the BSDs):
 #: stat fails with ENAMETOOLONG, for root too, where pathlib's exists() and
@@ -528,3 +530,88 @@ def test_a_config_linked_from_elsewhere_finds_its_files_beside_itself(
     assert settings.maildir_root == release / "maildir"
     # The file named, for a reload to read again, keeps its symlink.
     assert settings.source == etc / "config.toml"
+
+
+def test_a_catch_all_may_be_at_an_address_literal(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('"@example.net" =', '"@[192.0.2.1]" =', 1))
+    assert "[192.0.2.1]" in load_settings(path).recipients.domains
+
+
+def test_a_login_an_address_parser_would_refuse_still_logs_in(tmp_path: Path) -> None:
+    """Logins are AUTH names: some services hand out ``a..b@example.jp``."""
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users."a..b@example.jp"]\npassword = "{hash_password("pw", **CHEAP)}"\n')
+    assert list(load_users(users).logins) == ["a..b@example.jp"]
+
+
+@pytest.mark.parametrize("written", ["mx.example.com.", "mx.example.com"])
+def test_a_host_name_may_end_in_the_roots_dot(
+    tmp_path: Path, certificate_authority: trustme.CA, written: str
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('"mx.example.com"', f'"{written}"', 1))
+    assert load_settings(path).config.hostname == "mx.example.com"
+
+
+def test_a_system_name_that_is_no_host_name_is_named_with_a_fix(
+    tmp_path: Path, certificate_authority: trustme.CA, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('hostname = "mx.example.com"\n', "", 1))
+    monkeypatch.setattr(socket, "getfqdn", lambda: "my box")
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.key == "hostname"
+    assert "set hostname in the file" in raised.value.problem
+
+
+def test_a_kubernetes_volume_swap_is_seen_through_its_data_link(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """Each key is a link through ``..data``, which the kubelet points at a new
+    directory (and deletes the old): paths must go through ``..data``."""
+    first = tmp_path / "..2024_01"
+    first.mkdir()
+    write_config(first, certificate_authority)
+    (tmp_path / "..data").symlink_to(first.name)
+    for name in ("config.toml", "users.toml", "mx.pem", "mx.key", "other.pem", "other.key"):
+        (tmp_path / name).symlink_to(Path("..data") / name)
+    settings = load_settings(tmp_path / "config.toml")
+    certfile = settings.loaded_certificates[0].certificate.certfile
+    assert certfile == tmp_path / "..data" / "mx.pem"
+    # The kubelet's update: a new directory, ..data swapped, the old one gone.
+    second = tmp_path / "..2024_02"
+    second.mkdir()
+    write_config(second, certificate_authority)
+    swap = tmp_path / "..data_tmp"
+    swap.symlink_to(second.name)
+    os.replace(swap, tmp_path / "..data")
+    shutil.rmtree(first)
+    assert certfile.read_bytes() == (second / "mx.pem").read_bytes()
+
+
+def test_a_release_directory_swap_changes_no_path(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """``/etc/...toml -> current/config.toml``, ``current -> releases/v1``, and
+    ``maildir_root = "../../shared/maildir"``: a deploy of an identical v2 is no change."""
+    for release in ("v1", "v2"):
+        directory = tmp_path / "releases" / release
+        directory.mkdir(parents=True)
+        config = write_config(directory, certificate_authority)
+        config.write_text(config.read_text().replace('"maildir"', '"../../shared/maildir"'))
+    (tmp_path / "shared" / "maildir").mkdir(parents=True)
+    (tmp_path / "current").symlink_to(Path("releases") / "v1")
+    (tmp_path / "etc.toml").symlink_to(tmp_path / "current" / "config.toml")
+    before = load_settings(tmp_path / "etc.toml").maildir_root
+    swap = tmp_path / "current_tmp"
+    swap.symlink_to(Path("releases") / "v2")
+    os.replace(swap, tmp_path / "current")
+    shutil.rmtree(tmp_path / "releases" / "v1")
+    after = load_settings(tmp_path / "etc.toml").maildir_root
+    assert after == before
+    assert after.resolve() == (tmp_path / "shared" / "maildir").resolve()
+    assert not (tmp_path / "releases" / "v1").exists()
