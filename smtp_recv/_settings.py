@@ -279,6 +279,8 @@ def is_login(text: str) -> bool:
     Logins are AUTH names, which no address parser sees; some mail services
     hand out names that RFC 5321 would refuse (``a..b@example.jp``).
     """
+    if is_address(text):  # quoted local parts included
+        return True
     local, at, domain = text.rpartition("@")
     return bool(at and local and domain) and not any(c.isspace() or c in "<>" for c in text)
 
@@ -308,7 +310,7 @@ def _resolve(source: Path, key: str | None, path: Path) -> Path:
         raise ConfigError(source, key, f"cannot resolve {path}: {error.strerror}") from None
 
 
-def _in_config_directory(source: Path, path: str) -> Path:
+def _in_config_directory(source: Path, path: str, key: str) -> Path:
     """A path from the config file: relative ones are relative to the file's directory.
 
     The directory the file is in once its own symlinks are followed, and
@@ -318,7 +320,10 @@ def _in_config_directory(source: Path, path: str) -> Path:
     they point to next is seen.  Nor is ``..`` collapsed: the kernel follows
     it from where the links lead, at each use.
     """
-    return _config_file(source).parent / Path(path).expanduser()
+    try:
+        return _config_file(source).parent / Path(path).expanduser()
+    except RuntimeError as error:  # ~someone unknown, or no home directory
+        raise ConfigError(source, key, f"cannot expand {path!r}: {error}") from None
 
 
 def _config_file(source: Path) -> Path:
@@ -481,9 +486,9 @@ def _load_certificates(
     for index, entry in enumerate(entries):
         cert_key = _key("tls", "certificates", index, "cert")
         key_key = _key("tls", "certificates", index, "key")
-        certfile = _resolve(source, cert_key, _in_config_directory(source, entry.cert))
+        certfile = _resolve(source, cert_key, _in_config_directory(source, entry.cert, cert_key))
         keyfile = (
-            _resolve(source, key_key, _in_config_directory(source, entry.key))
+            _resolve(source, key_key, _in_config_directory(source, entry.key, key_key))
             if entry.key
             else None
         )
@@ -712,8 +717,13 @@ def load_settings(source: Path) -> Settings:
         and config.mx.host == config.submission.host
     ):
         raise ConfigError(source, "submission.port", "the same port as [mx]")
-    maildir_root = _resolve(
-        source, "storage.maildir_root", _in_config_directory(source, raw.storage.maildir_root)
+    # Unlike the files, which are read again (a renewal, a reload), the
+    # Maildir root takes a restart: its symlinks are followed once, here, so
+    # that a deploy swapping a release directory moves no mail under a
+    # running server, and a reload sees any such move as a change.
+    key = "storage.maildir_root"
+    maildir_root = Path(
+        os.path.realpath(_in_config_directory(source, raw.storage.maildir_root, key))
     )
     _check_maildir_root(source, maildir_root)
 
@@ -722,7 +732,9 @@ def load_settings(source: Path) -> Settings:
 
     users_file: Path | None = None
     if raw.users_file is not None:
-        users_file = _resolve(source, "users_file", _in_config_directory(source, raw.users_file))
+        users_file = _resolve(
+            source, "users_file", _in_config_directory(source, raw.users_file, "users_file")
+        )
         status = _stat(source, "users_file", users_file)
         if status is None:
             raise ConfigError(source, "users_file", f"{users_file} does not exist")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import socket
@@ -540,13 +541,6 @@ def test_a_catch_all_may_be_at_an_address_literal(
     assert "[192.0.2.1]" in load_settings(path).recipients.domains
 
 
-def test_a_login_an_address_parser_would_refuse_still_logs_in(tmp_path: Path) -> None:
-    """Logins are AUTH names: some services hand out ``a..b@example.jp``."""
-    users = tmp_path / "users.toml"
-    users.write_text(f'[users."a..b@example.jp"]\npassword = "{hash_password("pw", **CHEAP)}"\n')
-    assert list(load_users(users).logins) == ["a..b@example.jp"]
-
-
 @pytest.mark.parametrize("written", ["mx.example.com.", "mx.example.com"])
 def test_a_host_name_may_end_in_the_roots_dot(
     tmp_path: Path, certificate_authority: trustme.CA, written: str
@@ -615,3 +609,38 @@ def test_a_release_directory_swap_changes_no_path(
     assert after == before
     assert after.resolve() == (tmp_path / "shared" / "maildir").resolve()
     assert not (tmp_path / "releases" / "v1").exists()
+
+
+def test_the_maildir_root_is_where_the_links_led_at_load(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    """It takes a restart: a deploy that swaps ``current`` moves no mail under a
+    running server, and the next load (a reload) sees the move as a change."""
+    for release in ("v1", "v2"):
+        (tmp_path / "releases" / release).mkdir(parents=True)
+        write_config(tmp_path / "releases" / release, certificate_authority)
+    (tmp_path / "current").symlink_to(Path("releases") / "v1")
+    (tmp_path / "etc.toml").symlink_to(tmp_path / "current" / "config.toml")
+    before = load_settings(tmp_path / "etc.toml").maildir_root
+    assert before == (tmp_path / "releases" / "v1" / "maildir").resolve()
+    swap = tmp_path / "current_tmp"
+    swap.symlink_to(Path("releases") / "v2")
+    os.replace(swap, tmp_path / "current")
+    assert load_settings(tmp_path / "etc.toml").maildir_root != before
+
+
+def test_a_home_directory_that_cannot_be_found_names_its_key(
+    tmp_path: Path, certificate_authority: trustme.CA
+) -> None:
+    path = write_config(tmp_path, certificate_authority)
+    path.write_text(path.read_text().replace('"maildir"', '"~no-such-user-here/maildir"'))
+    with pytest.raises(ConfigError) as raised:
+        load_settings(path)
+    assert raised.value.key == "storage.maildir_root"
+
+
+@pytest.mark.parametrize("login", ['"al ice"@example.com', "a..b@example.jp", "alice@example.com"])
+def test_any_address_or_address_like_name_is_a_login(tmp_path: Path, login: str) -> None:
+    users = tmp_path / "users.toml"
+    users.write_text(f'[users.{json.dumps(login)}]\npassword = "{hash_password("pw", **CHEAP)}"\n')
+    assert list(load_users(users).logins) == [login]
