@@ -84,8 +84,8 @@ def _next_live(hook: Any) -> Any:
 def _compact() -> None:
     """Take our ended hooks out of the chain, where only ours point to them.
 
-    One that another library's hook points to stays (it passes everything
-    on); one per such library at most.
+    Those another library's hook points to stay, passing everything on:
+    the ones that ran when it was put in, and no more after.
     """
     current = _next_live(sys.unraisablehook)
     if current is not sys.unraisablehook:
