@@ -685,22 +685,13 @@ def load_settings(source: Path) -> Settings:
     if raw.hostname is not None:
         # A fully qualified name may end in the root's dot; it is not sent.
         hostname = raw.hostname.removesuffix(".")
-        if not HOST_NAME.fullmatch(hostname):
-            raise ConfigError(
-                source,
-                "hostname",
-                f"{raw.hostname!r} is not a host name (use the xn-- form for a non-ASCII name)",
-            )
-        options["hostname"] = hostname
+        problem = f"{raw.hostname!r} is not a host name (use the xn-- form for a non-ASCII name)"
     else:
         hostname = system_hostname()
-        if not HOST_NAME.fullmatch(hostname):
-            raise ConfigError(
-                source,
-                "hostname",
-                f"the system's name {hostname!r} is not a host name: set hostname in the file",
-            )
-        options["hostname"] = hostname
+        problem = f"the system's name {hostname!r} is not a host name: set hostname in the file"
+    if not HOST_NAME.fullmatch(hostname):
+        raise ConfigError(source, "hostname", problem)
+    options["hostname"] = hostname
     try:
         config = ServerConfig(
             mx=_listener(raw.mx, 25), submission=_listener(raw.submission, 465), **options

@@ -128,6 +128,22 @@ async def test_spool_threshold_spools_only_messages_over_it(cert_set: CertSet, s
     assert delivered.in_memory is (len(delivered.data) <= threshold)
 
 
+def spool_on_a_full_disk(monkeypatch: pytest.MonkeyPatch) -> list[io.BufferedRandom]:
+    """Spool files on /dev/full, where every write that reaches it fails with ENOSPC.
+
+    Returns the files the spool opens, for the test to see them closed.
+    """
+    opened: list[io.BufferedRandom] = []
+
+    def temporary_file() -> io.BufferedRandom:
+        file = open("/dev/full", "w+b")  # noqa: SIM115 - the spool closes it
+        opened.append(file)
+        return file
+
+    monkeypatch.setattr(smtp_recv._spool.tempfile, "TemporaryFile", temporary_file)
+    return opened
+
+
 @pytest.mark.parametrize(
     "size",
     [3_000, 3_000_000],
@@ -141,15 +157,7 @@ async def test_a_spool_that_cannot_be_written_gives_452_and_the_session_goes_on(
 ) -> None:
     """A full disk under the temporary files is no fault of the client's:
     ``452 4.3.1`` (RFC 3463), it keeps the message, and the session goes on."""
-    full = []
-
-    def on_a_full_disk() -> io.BufferedRandom:
-        # /dev/full: every write that reaches it fails with ENOSPC.
-        file = open("/dev/full", "w+b")  # noqa: SIM115 - the spool closes it
-        full.append(file)
-        return file
-
-    monkeypatch.setattr(smtp_recv._spool.tempfile, "TemporaryFile", on_a_full_disk)
+    full = spool_on_a_full_disk(monkeypatch)
     mailer = RecordingMailer()
     body = b"Subject: s\r\n\r\n" + b"y" * size + b"\r\n"
     async with (
@@ -175,14 +183,7 @@ async def test_a_spool_whose_later_write_fails_keeps_the_failure_not_raises_it(
     """The first bytes sit in the file's buffer; a later batch fails, and so
     would the close that flushes them.  The client is still sending: the
     spool only counts from then on, and ``finish`` gives the error."""
-    full = []
-
-    def on_a_full_disk() -> io.BufferedRandom:
-        file = open("/dev/full", "w+b")  # noqa: SIM115 - the spool closes it
-        full.append(file)
-        return file
-
-    monkeypatch.setattr(smtp_recv._spool.tempfile, "TemporaryFile", on_a_full_disk)
+    full = spool_on_a_full_disk(monkeypatch)
     spool = smtp_recv._spool.Spool(b"Received: x\r\n", threshold=10)
     await spool.append(b"x" * 3_000)  # to the file's buffer: no error yet
     assert spool.failure is None
@@ -571,28 +572,11 @@ async def test_a_check_ending_as_the_shutdown_begins_starts_no_waiter(
     assert auth.started == 1
 
 
-class OrderedAuth:
-    """Records the order in which checks start; refuses the password "wrong", holds held@."""
-
-    def __init__(self) -> None:
-        self.order: list[str] = []
-        self.release = trio.Event()
-
-    async def verify(self, host: str | None, username: str, password: str) -> str | None:
-        self.order.append(username)
-        if password == "wrong":
-            return None
-        if username.startswith("held@"):
-            with trio.CancelScope(shield=True):  # past its deadline, as a thread may be
-                await self.release.wait()
-        return username
-
-
 async def test_checks_waiting_for_a_place_take_it_in_arrival_order(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
     """A newcomer does not take the place of a session that has waited longer."""
-    auth = OrderedAuth()
+    auth = HeldOrWrong()
     config = base_config(
         max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
     )
@@ -631,8 +615,11 @@ class HeldOrWrong:
 
     def __init__(self) -> None:
         self.release = trio.Event()
+        #: The logins checked, in the order their checks started.
+        self.order: list[str] = []
 
     async def verify(self, host: str | None, username: str, password: str) -> str | None:
+        self.order.append(username)
         if password == "wrong":
             return None
         if username.startswith("held@"):
