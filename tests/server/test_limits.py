@@ -7,9 +7,10 @@ same run, so a 30-second timeout takes no wall time and is measured exactly.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import ssl
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 import trio
@@ -577,12 +578,7 @@ async def test_checks_waiting_for_a_place_take_it_in_arrival_order(
 ) -> None:
     """A newcomer does not take the place of a session that has waited longer."""
     auth = HeldOrWrong()
-    config = base_config(
-        max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
-    )
-    async with running(cert_set, config=config, auth=auth) as server:
-        async with await submission_client(server.submission, cert_set) as client:
-            assert (await client.login(password="wrong")).code == 535
+    async with one_failure_made(cert_set, auth) as server:
         failed_at = trio.current_time()  # the failure was made up to 0.1 s before
         held, waiting, newcomer = [
             await submission_client(server.submission, cert_set) for _ in range(3)
@@ -610,6 +606,19 @@ async def test_checks_waiting_for_a_place_take_it_in_arrival_order(
                 await client.aclose()
 
 
+@contextlib.asynccontextmanager
+async def one_failure_made(cert_set: CertSet, auth: HeldOrWrong) -> AsyncIterator[Running]:
+    """A server whose address has two places for AUTH, one taken by a
+    failure (window 100 s) made as this yields."""
+    config = base_config(
+        max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
+    )
+    async with running(cert_set, config=config, auth=auth) as server:
+        async with await submission_client(server.submission, cert_set) as client:
+            assert (await client.login(password="wrong")).code == 535
+        yield server
+
+
 class HeldOrWrong:
     """Refuses the password "wrong" at once; holds logins of held@ until ``release``."""
 
@@ -632,12 +641,7 @@ async def test_a_failure_leaving_the_window_frees_a_place_for_a_waiting_check(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
     auth = HeldOrWrong()
-    config = base_config(
-        max_auth_failures_per_ip=2, auth_failure_window=100, auth_failure_delay=0.1, hook_timeout=30
-    )
-    async with running(cert_set, config=config, auth=auth) as server:
-        async with await submission_client(server.submission, cert_set) as client:
-            assert (await client.login(password="wrong")).code == 535
+    async with one_failure_made(cert_set, auth) as server:
         await trio.sleep(90)
         held = await submission_client(server.submission, cert_set)
         waiting = await submission_client(server.submission, cert_set)
