@@ -230,13 +230,16 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         name = self.hostname
+        if isinstance(name, str) and name.endswith("."):
+            # A fully qualified name may end in the root's dot; it is not sent.
+            name = name[:-1]
+            object.__setattr__(self, "hostname", name)
         if not isinstance(name, str) or not HOST_NAME.fullmatch(name):
             # It goes into the greeting and every Received: header, which are
             # ASCII (RFC 5321 4.1.2); an internationalised name goes in its
             # IDNA A-label form (RFC 5890), e.g. "mx.xn--exmple-cua.com".
             raise ValueError(
-                "hostname must be an ASCII domain name or address literal (without the"
-                f" trailing dot), not {name!r}"
+                f"hostname must be an ASCII domain name or address literal, not {name!r}"
             )
         for field_ in fields(self):
             name, value = field_.name, getattr(self, field_.name)

@@ -1200,7 +1200,8 @@ def test_server_config_takes_zero_where_it_means_none(options: dict[str, float])
         "mx\r\n.example",
         "mx.example.com/x",
         "-bad..host-",
-        "mx.example.com.",
+        "mx.example.com..",
+        ".",
         "a" * 64 + ".example",  # a label is at most 63
         ("a" * 63 + ".") * 3 + "a" * 62,  # a name is at most 253
         "[1.2.3.4",
@@ -1217,6 +1218,10 @@ def test_hostname_must_be_an_ascii_name(hostname: str) -> None:
 )
 def test_hostname_may_be_any_domain_or_address_literal(hostname: str) -> None:
     assert smtp_recv.ServerConfig(hostname=hostname).hostname == hostname
+
+
+def test_hostname_may_end_in_the_roots_dot_which_is_not_sent() -> None:
+    assert smtp_recv.ServerConfig(hostname="mx.example.com.").hostname == "mx.example.com"
 
 
 async def test_hostname_in_idna_form_works_end_to_end(cert_set: CertSet) -> None:
