@@ -117,7 +117,10 @@ def bench(session: nox.Session) -> None:
     ``nox -s bench -- --quick`` passes options to compare.py.  The results go
     to ``bench-results.json`` and their ratios to ``bench-ratios.png``.
     """
-    session.install("-e", ".", "aiosmtpd==1.4.6", "trustme>=1.1", "matplotlib>=3.8")
+    # pyOpenSSL: the load generator's TLS client (see fast_tls_client in loadgen.py).
+    session.install(
+        "-e", ".", "aiosmtpd==1.4.6", "trustme>=1.1", "matplotlib>=3.8", "pyOpenSSL>=25"
+    )
     session.run("python", "benchmarks/core_throughput.py")
     results = "bench-results.json"
     session.run("python", "benchmarks/compare.py", "--json", results, *session.posargs)

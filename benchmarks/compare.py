@@ -185,6 +185,7 @@ def running_server(
             stderr=log,
             stdin=subprocess.DEVNULL,
             preexec_fn=_pin_to_server_core if pin else _unpin,
+            env=loadgen.SERVER_ENVIRONMENT,
         )
     try:
         assert process.stdout is not None

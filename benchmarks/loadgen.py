@@ -27,14 +27,23 @@ import base64
 import contextlib
 import multiprocessing
 import os
-import resource
-import socket
-import ssl
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from typing import Any
+
+# Before any OpenSSL in this process (or a session forked from it) reads its
+# configuration: see openssl-client.cnf and fast_tls_client.  The servers
+# are started with SERVER_ENVIRONMENT, as it was.
+SERVER_ENVIRONMENT = dict(os.environ)
+CLIENT_OPENSSL_CONF = os.path.join(os.path.dirname(os.path.abspath(__file__)), "openssl-client.cnf")
+os.environ.setdefault("OPENSSL_CONF", CLIENT_OPENSSL_CONF)
+
+import resource  # noqa: E402
+import socket  # noqa: E402
+import ssl  # noqa: E402
+import struct  # noqa: E402
+import time  # noqa: E402
+from concurrent.futures import ThreadPoolExecutor  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
+from multiprocessing.connection import Connection  # noqa: E402
+from typing import Any  # noqa: E402
 
 KiB = 1024
 MiB = 1024 * 1024
@@ -186,6 +195,82 @@ def client_tls_context() -> ssl.SSLContext:
     return context
 
 
+def fast_tls_client() -> FastTLS | None:
+    """The generator's TLS client for G: pyOpenSSL when it is installed.
+
+    A handshake with the standard library's ``ssl`` (this machine's OpenSSL
+    3.0) cost the generator's core about as much as the server's, so G
+    measured the generator.  pyOpenSSL drives the newer OpenSSL that
+    ``cryptography``'s wheels bundle, whose client handshake costs less.
+    The servers keep theirs: only the client changes.
+    """
+    try:
+        from OpenSSL import SSL
+    except ImportError:
+        return None
+    return FastTLS(SSL)
+
+
+class FastTLS:
+    """Blocking TLS client connections on pyOpenSSL, bounded by socket timeouts."""
+
+    def __init__(self, ssl_module: Any) -> None:
+        self._ssl = ssl_module
+        self._context = ssl_module.Context(ssl_module.TLS_CLIENT_METHOD)
+        self._context.set_verify(ssl_module.VERIFY_NONE)  # the server, not the PKI
+
+    @property
+    def library(self) -> str:
+        version = self._ssl.OpenSSL_version(self._ssl.OPENSSL_VERSION).decode()
+        conf = os.environ.get("OPENSSL_CONF")
+        groups = "X25519 only" if conf == CLIENT_OPENSSL_CONF else f"groups from {conf}"
+        return f"pyOpenSSL, {version}, {groups}"
+
+    def wrap(self, sock: socket.socket) -> _FastTLSSocket:
+        # pyOpenSSL needs a blocking descriptor: the kernel's send and receive
+        # timeouts bound each call instead of Python's.
+        sock.settimeout(None)
+        timeout = struct.pack("ll", int(SOCKET_TIMEOUT), 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
+        conn = self._ssl.Connection(self._context, sock)
+        conn.set_tlsext_host_name(b"bench.local")
+        conn.set_connect_state()
+        wrapped = _FastTLSSocket(self._ssl, conn, sock)
+        wrapped.call(conn.do_handshake)
+        return wrapped
+
+
+class _FastTLSSocket:
+    """The calls ``Client`` makes on its socket, over a pyOpenSSL connection."""
+
+    __slots__ = ("_conn", "_raw", "_ssl")
+
+    def __init__(self, ssl_module: Any, conn: Any, raw: socket.socket) -> None:
+        self._ssl, self._conn, self._raw = ssl_module, conn, raw
+
+    def call(self, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except self._ssl.ZeroReturnError:
+            return b""
+        except self._ssl.Error as error:
+            # A receive timeout comes back as "want read", say.
+            raise OSError(f"TLS: {type(error).__name__} {error}") from error
+
+    def sendall(self, data: bytes) -> None:
+        self.call(self._conn.sendall, data)
+
+    def recv(self, size: int) -> bytes:
+        data: bytes = self.call(self._conn.recv, size)
+        return data
+
+    def close(self) -> None:
+        # As the standard library's SSLSocket.close(): no close_notify (the
+        # client has said QUIT).
+        self._raw.close()
+
+
 class SMTPError(Exception):
     pass
 
@@ -195,12 +280,16 @@ class Client:
 
     __slots__ = ("buf", "sock")
 
-    def __init__(self, address: tuple[str, int], tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self, address: tuple[str, int], tls: ssl.SSLContext | FastTLS | None = None
+    ) -> None:
         sock = socket.create_connection(address, timeout=SOCKET_TIMEOUT)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if tls is not None:
-            sock = tls.wrap_socket(sock, server_hostname="bench.local")
-        self.sock = sock
+        self.sock: socket.socket | _FastTLSSocket = sock
+        if isinstance(tls, FastTLS):
+            self.sock = tls.wrap(sock)
+        elif tls is not None:
+            self.sock = tls.wrap_socket(sock, server_hostname="bench.local")
         self.buf = bytearray()
 
     def reply(self) -> int:
@@ -278,7 +367,9 @@ def session(
     errors: list[str] = []
     message = make_body(scenario.body_size) + _END
     pipelined = _MAIL + _RCPT + _DATA + message
-    tls = client_tls_context() if scenario.tls_auth else None
+    tls: ssl.SSLContext | FastTLS | None = None
+    if scenario.tls_auth:
+        tls = fast_tls_client() or client_tls_context()
     client: Client | None = None
     try:
         while time.monotonic() < end_at and len(errors) < MAX_ERRORS_PER_SESSION:
@@ -387,8 +478,12 @@ def run_scenario(
 
     server_cpu = server_cpu1 - server_cpu0
     body_bytes = len(make_body(scenario.body_size))
+    fast = fast_tls_client() if scenario.tls_auth else None
     return {
         "scenario": scenario.key,
+        "tls_client": (fast.library if fast else f"ssl, {ssl.OPENSSL_VERSION}")
+        if scenario.tls_auth
+        else None,
         "window_seconds": duration,
         # Seconds the window lost to slow session start-up (see above).
         "window_started_late_by": late,
