@@ -42,6 +42,7 @@ from ._notify import Notifier
 from ._recipients import AcceptEveryRecipient
 from ._reload import ConfigTables, Reloaded
 from ._settings import CertificateMap, ConfigError, Settings, is_login, load_settings
+from ._trace import defanged, json_defanged
 from ._users import User, Users, hash_password
 from ._workers import STOP_SIGNALS
 
@@ -111,7 +112,21 @@ class JsonLogFormatter(logging.Formatter):
                 entry[key] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=repr)
+        return json_defanged(json.dumps(entry, ensure_ascii=False, default=repr))
+
+
+class TextLogFormatter(logging.Formatter):
+    """Time, level, logger and message; a traceback on the lines after.
+
+    Characters that could forge or hide a line are escaped (``\\u2028``), in
+    a hook's exception message too.
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        return defanged(super().format(record))
 
 
 def configure_logging(level: str, log_format: str, stream: TextIO | None = None) -> None:
@@ -120,7 +135,7 @@ def configure_logging(level: str, log_format: str, stream: TextIO | None = None)
     if log_format == "json":
         handler.setFormatter(JsonLogFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextLogFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

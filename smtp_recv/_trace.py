@@ -66,6 +66,39 @@ def loggable(text: str, limit: int = 255) -> str:
     return _LOG_UNSAFE.sub(_escaped, text)
 
 
+# What can end, hide or reorder a line in a terminal or a log viewer: the C0
+# controls but for the newline and tab a traceback is made of, DEL, the C1
+# controls, Unicode's line and paragraph separators, and the invisible and
+# bidirectional formatting characters.
+_LINE_UNSAFE = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+)
+
+
+def defanged(text: str) -> str:
+    """A whole log record's text with its line-unsafe characters escaped, as :func:`loggable` does.
+
+    Our own log lines escape client text where they put it; a hook's
+    exception message is the hook author's, and may quote a client's address
+    (SMTPUTF8 allows U+2028 or U+202E in one).  Letters of any script stay.
+    """
+    if _LINE_UNSAFE.search(text) is None:
+        return text
+    return _LINE_UNSAFE.sub(_escaped, text)
+
+
+def json_defanged(text: str) -> str:
+    """JSON text with the characters :func:`defanged` escapes written as JSON escapes.
+
+    ``json.dumps`` escapes the C0 controls but leaves U+2028 and the rest as
+    they are; written as ``\\uXXXX`` they decode to the same text.  (They can
+    only stand inside JSON strings, where such an escape is valid.)
+    """
+    if _LINE_UNSAFE.search(text) is None:
+        return text
+    return _LINE_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def _escaped(match: re.Match[str]) -> str:
     code = ord(match.group())
     if code < 0x100:

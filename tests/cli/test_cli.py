@@ -18,8 +18,10 @@ import smtp_recv
 from smtp_recv import ListenerConfig, ServerConfig
 from smtp_recv._cli import (
     JsonLogFormatter,
+    TextLogFormatter,
     assign_sockets,
     build_parser,
+    configure_logging,
     default_state_directory,
     main,
     systemd_sockets,
@@ -230,6 +232,63 @@ def test_a_passed_socket_that_is_not_listening_is_refused() -> None:
         bound.bind(("127.0.0.1", 0))  # a unit that forgot ListenStream=
         with pytest.raises(ConfigError, match="not listening"):
             assign_sockets(ServerConfig(hostname="h"), [("mx", bound)])
+
+
+def _log_through(formatter: logging.Formatter) -> str:
+    """What a hook's failure logs through ``formatter``: its message quotes a client's address."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+    logger = logging.getLogger("smtp_recv.test_formatters")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        try:
+            _lookup_that_quotes(FORGED_ADDRESS)
+        except LookupError:
+            logger.exception("S1 Forward hook failed")
+    finally:
+        logger.removeHandler(handler)
+    return stream.getvalue()
+
+
+def _lookup_that_quotes(address: str) -> None:
+    raise LookupError(address)
+
+
+# Accepted from an SMTPUTF8 client: U+2028 ends a line in some log viewers,
+# U+202E reverses what follows, and the rest is a terminal escape and C1 NEL.
+FORGED_ADDRESS = "j\u00f6rg\u2028INFO all is well\u202egro.elpmaxe@x\x1b[2J\x85"
+
+
+def test_text_logs_escape_what_could_forge_or_hide_a_line() -> None:
+    text = _log_through(TextLogFormatter())
+    lines = text.splitlines()
+    assert lines[0].endswith("S1 Forward hook failed")
+    assert lines[-1] == (
+        "LookupError: j\u00f6rg\\u2028INFO all is well\\u202egro.elpmaxe@x\\x1b[2J\\x85"
+    )
+    assert lines[1] == "Traceback (most recent call last):"  # its own lines stay lines
+
+
+def test_json_logs_escape_what_could_forge_or_hide_a_line_and_keep_the_text() -> None:
+    text = _log_through(JsonLogFormatter())
+    assert "\u2028" not in text
+    assert "\u202e" not in text
+    assert "\x85" not in text
+    (entry,) = (json.loads(line) for line in text.splitlines())
+    assert entry["exception"].endswith(f"LookupError: {FORGED_ADDRESS}")
+
+
+def test_the_built_in_server_logs_text_through_the_escaping_formatter() -> None:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        configure_logging("info", "text", io.StringIO())
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, TextLogFormatter)
+    finally:
+        root.handlers[:], root.level = handlers, level
 
 
 def test_json_log_lines() -> None:
