@@ -30,7 +30,6 @@ _LITERAL = r"\[[\x21-\x5a\x5e-\x7e]+\]"
 _SNUM = re.compile(r"[0-9]{1,3}")
 _LDH_STR = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?")
 _MAILBOX = re.compile(rf"(?P<local>{_DOT_STRING}|{_QUOTED})@(?P<domain>{_DOMAIN}|{_LITERAL})")
-_DOMAIN_RE = re.compile(_DOMAIN)
 #: An unquoted local part (RFC 5321 4.1.2 Dot-string, RFC 6531 UTF-8 included).
 DOT_STRING = re.compile(_DOT_STRING)
 # A-d-l: "@" Domain *( "," "@" Domain ), then ":"; obsolete, accepted and dropped.
@@ -304,8 +303,3 @@ def parse_helo_name(argument: str) -> str:
     ):
         raise _Refusal(replies.HELO_SYNTAX)
     return name
-
-
-def is_domain(text: str) -> bool:
-    """Whether ``text`` is a syntactically valid domain name."""
-    return bool(_DOMAIN_RE.fullmatch(text))

@@ -23,7 +23,6 @@ from smtp_recv.protocol import (
     replies,
 )
 from smtp_recv.protocol._addresses import (
-    is_domain,
     parse_helo_name,
     parse_mail,
     parse_path,
@@ -530,14 +529,6 @@ def test_malformed_helo_names_are_501_5_5_4(name: str) -> None:
 def test_helo_name_limit_is_in_octets() -> None:
     assert parse_helo_name("x" * 255) == "x" * 255
     assert refusal_of(lambda: parse_helo_name("é" * 128)) is replies.HELO_SYNTAX
-
-
-def test_is_domain() -> None:
-    assert is_domain("our.example")
-    assert is_domain("bücher.example")
-    assert not is_domain("our..example")
-    assert not is_domain("-our.example")
-    assert not is_domain("[192.0.2.1]")
 
 
 # -- the same lines through a connection ---------------------------------------
