@@ -288,7 +288,8 @@ def test_the_built_in_server_logs_text_through_the_escaping_formatter() -> None:
         (handler,) = root.handlers
         assert isinstance(handler.formatter, TextLogFormatter)
     finally:
-        root.handlers[:], root.level = handlers, level
+        root.handlers[:] = handlers
+        root.setLevel(level)  # (and clears the loggers' cached levels)
 
 
 def test_json_log_lines() -> None:
