@@ -116,10 +116,11 @@ class JsonLogFormatter(logging.Formatter):
 
 
 class TextLogFormatter(logging.Formatter):
-    """Time, level, logger and message; a traceback on the lines after.
+    """Time, level, logger and message; a traceback on the indented lines after.
 
-    Characters that could forge or hide a line are escaped (``\\u2028``), in
-    a hook's exception message too.
+    Characters that could forge or hide a line are escaped (``\\u2028``) and
+    every line after a record's first is indented, in a hook's exception
+    message too (see ``defanged``).
     """
 
     def __init__(self) -> None:

@@ -66,37 +66,55 @@ def loggable(text: str, limit: int = 255) -> str:
     return _LOG_UNSAFE.sub(_escaped, text)
 
 
-# What can end, hide or reorder a line in a terminal or a log viewer: the C0
-# controls but for the newline and tab a traceback is made of, DEL, the C1
-# controls, Unicode's line and paragraph separators, and the invisible and
-# bidirectional formatting characters.
+# What can end, hide or reorder a line in a terminal or a log viewer: every
+# character of Unicode's categories Cc (controls), Cf (invisible formatting:
+# soft hyphen, bidirectional overrides, tags...), Zl and Zp (the line and
+# paragraph separators), but for the newline and tab a traceback is made of.
+# (tests/cli/test_cli.py checks the ranges against unicodedata.)
 _LINE_UNSAFE = re.compile(
-    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]"
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\xad\u0600-\u0605\u061c\u06dd\u070f"
+    "\u0890\u0891\u08e2\u180e\u200b-\u200f\u2028-\u202e\u2060-\u2064"
+    "\u2066-\u206f\ufeff\ufff9-\ufffb\U000110bd\U000110cd\U00013430-\U0001343f"
+    "\U0001bca0-\U0001bca3\U0001d173-\U0001d17a\U000e0001\U000e0020-\U000e007f]"
 )
 
 
 def defanged(text: str) -> str:
-    """A whole log record's text with its line-unsafe characters escaped, as :func:`loggable` does.
+    """A log record's text, unable to forge or hide a line.
 
     Our own log lines escape client text where they put it; a hook's
-    exception message is the hook author's, and may quote a client's address
-    (SMTPUTF8 allows U+2028 or U+202E in one).  Letters of any script stay.
+    exception message is the hook author's, and may quote what a client sent:
+    an SMTPUTF8 address with U+2028 or U+202E in it, an AUTH login with a line
+    feed.  So the characters of ``_LINE_UNSAFE`` come out escaped as
+    :func:`loggable` writes them (``\\u2028``), and every line after the
+    first is indented: a traceback's lines, and any line a message carries,
+    continue the record and cannot pass for one.  (A backslash stays as it
+    is: ``\\u2028`` in the text itself reads the same, but forges nothing.)
     """
-    if _LINE_UNSAFE.search(text) is None:
-        return text
-    return _LINE_UNSAFE.sub(_escaped, text)
+    if _LINE_UNSAFE.search(text) is not None:
+        text = _LINE_UNSAFE.sub(_escaped, text)
+    return text.replace("\n", "\n    ") if "\n" in text else text
 
 
 def json_defanged(text: str) -> str:
     """JSON text with the characters :func:`defanged` escapes written as JSON escapes.
 
     ``json.dumps`` escapes the C0 controls but leaves U+2028 and the rest as
-    they are; written as ``\\uXXXX`` they decode to the same text.  (They can
-    only stand inside JSON strings, where such an escape is valid.)
+    they are; written as ``\\uXXXX`` (a surrogate pair above U+FFFF) they
+    decode to the same text.  (They can only stand inside JSON strings, where
+    such an escape is valid.)
     """
     if _LINE_UNSAFE.search(text) is None:
         return text
-    return _LINE_UNSAFE.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+    return _LINE_UNSAFE.sub(_json_escaped, text)
+
+
+def _json_escaped(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code < 0x10000:
+        return f"\\u{code:04x}"
+    code -= 0x10000
+    return f"\\u{0xD800 + (code >> 10):04x}\\u{0xDC00 + (code & 0x3FF):04x}"
 
 
 def _escaped(match: re.Match[str]) -> str:

@@ -54,7 +54,6 @@ import signal
 import socket
 import sys
 import time
-import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import FrameType
@@ -210,7 +209,8 @@ class Supervisor:
             code = exit_.code
             return code if isinstance(code, int) else (0 if code is None else 1)
         except BaseException:
-            traceback.print_exc()  # the worker is over: say why
+            # The worker is over: say why, through the log's formatter.
+            log.critical("worker %d failed", os.getpid(), exc_info=True)
             return 1
         finally:
             with contextlib.suppress(OSError):  # a reader that has gone

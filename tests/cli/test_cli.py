@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import socket
 import subprocess
 import sys
+import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +29,7 @@ from smtp_recv._cli import (
     systemd_sockets,
 )
 from smtp_recv._settings import ConfigError
+from smtp_recv._trace import defanged, json_defanged
 
 from .conftest import write_config
 
@@ -234,8 +237,8 @@ def test_a_passed_socket_that_is_not_listening_is_refused() -> None:
             assign_sockets(ServerConfig(hostname="h"), [("mx", bound)])
 
 
-def _log_through(formatter: logging.Formatter) -> str:
-    """What a hook's failure logs through ``formatter``: its message quotes a client's address."""
+def _log_through(formatter: logging.Formatter, quoted: str) -> str:
+    """What a hook's failure logs through ``formatter``, its message quoting ``quoted``."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
@@ -244,40 +247,72 @@ def _log_through(formatter: logging.Formatter) -> str:
     logger.propagate = False
     try:
         try:
-            _lookup_that_quotes(FORGED_ADDRESS)
+            _lookup_that_quotes(quoted)
         except LookupError:
             logger.exception("S1 Forward hook failed")
     finally:
         logger.removeHandler(handler)
+        logger.propagate = True
     return stream.getvalue()
 
 
-def _lookup_that_quotes(address: str) -> None:
-    raise LookupError(address)
+def _lookup_that_quotes(text: str) -> None:
+    raise LookupError(text)
 
 
-# Accepted from an SMTPUTF8 client: U+2028 ends a line in some log viewers,
-# U+202E reverses what follows, and the rest is a terminal escape and C1 NEL.
-FORGED_ADDRESS = "j\u00f6rg\u2028INFO all is well\u202egro.elpmaxe@x\x1b[2J\x85"
+# An SMTPUTF8 address may hold U+2028, which ends a line in some log
+# viewers, and U+202E, which reverses what follows; the rest is what a
+# hook might quote from elsewhere: a terminal escape, C1 NEL, a tag
+# character (invisible, beyond U+FFFF).
+FORGED = "j\u00f6rg\u2028INFO all is well\u202egro.elpmaxe@x\x1b[2J\x85\U000e0041"
+# An AUTH PLAIN login may hold a line feed (RFC 4616 refuses only NUL).
+FORGED_LOGIN = "bob\n2026-11-30 12:00:00,000 INFO smtp_recv.session: S1 authenticated"
 
 
 def test_text_logs_escape_what_could_forge_or_hide_a_line() -> None:
-    text = _log_through(TextLogFormatter())
-    lines = text.splitlines()
+    lines = _log_through(TextLogFormatter(), FORGED).splitlines()
     assert lines[0].endswith("S1 Forward hook failed")
     assert lines[-1] == (
-        "LookupError: j\u00f6rg\\u2028INFO all is well\\u202egro.elpmaxe@x\\x1b[2J\\x85"
+        "    LookupError: j\u00f6rg\\u2028INFO all is well\\u202egro.elpmaxe@x\\x1b[2J\\x85"
+        "\\U000e0041"
     )
-    assert lines[1] == "Traceback (most recent call last):"  # its own lines stay lines
+
+
+def test_text_logs_indent_every_line_after_a_records_first() -> None:
+    lines = _log_through(TextLogFormatter(), FORGED_LOGIN).splitlines()
+    assert lines[1] == "    Traceback (most recent call last):"
+    assert lines[-2:] == [
+        "    LookupError: bob",
+        "    2026-11-30 12:00:00,000 INFO smtp_recv.session: S1 authenticated",
+    ]
+    assert all(line.startswith("    ") for line in lines[1:])
 
 
 def test_json_logs_escape_what_could_forge_or_hide_a_line_and_keep_the_text() -> None:
-    text = _log_through(JsonLogFormatter())
+    text = _log_through(JsonLogFormatter(), FORGED)
     assert "\u2028" not in text
     assert "\u202e" not in text
     assert "\x85" not in text
+    assert "\U000e0041" not in text
     (entry,) = (json.loads(line) for line in text.splitlines())
-    assert entry["exception"].endswith(f"LookupError: {FORGED_ADDRESS}")
+    assert entry["exception"].endswith(f"LookupError: {FORGED}")
+
+
+def test_every_control_format_and_separator_character_is_escaped() -> None:
+    unsafe = "".join(
+        c
+        for c in map(chr, range(sys.maxunicode + 1))
+        if unicodedata.category(c) in {"Cc", "Cf", "Zl", "Zp"} and c not in "\n\t"
+    )
+    escaped = defanged(unsafe)
+    assert escaped.isascii()
+    assert escaped.isprintable()
+    assert len(re.findall(r"\\(?:x[0-9a-f]{2}|u[0-9a-f]{4}|U[0-9a-f]{8})", escaped)) == len(unsafe)
+    assert json.loads(json_defanged(json.dumps(unsafe, ensure_ascii=False))) == unsafe
+    assert json_defanged(json.dumps(unsafe, ensure_ascii=False)).isascii()
+    # Letters of any script, and what a traceback is made of, stay.
+    kept = "jörg Ωμέγα 漢字 \\ \t\"'"
+    assert defanged(kept) == kept
 
 
 def test_the_built_in_server_logs_text_through_the_escaping_formatter() -> None:

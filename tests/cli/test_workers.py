@@ -316,6 +316,15 @@ def test_the_supervisor_exit_status_reports_how_its_workers_stopped(
     assert result.returncode == status, result.stderr
 
 
+def test_a_worker_that_raises_says_why_through_the_log() -> None:
+    worker = "raise RuntimeError('the hook module is broken')"
+    result = subprocess.run(
+        [sys.executable, "-c", SUPERVISE_ONE, worker], capture_output=True, timeout=TIMEOUT
+    )
+    assert re.search(rb"worker \d+ failed\n", result.stderr), result.stderr
+    assert b"RuntimeError: the hook module is broken" in result.stderr
+
+
 def test_ctrl_c_to_the_whole_group_is_one_graceful_stop(
     tmp_path: Path, certificate_authority: trustme.CA
 ) -> None:
