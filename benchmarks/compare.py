@@ -356,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
         else "fewer than 2 cores: no pinning, figures are not comparable to pinned ones",
         flush=True,
     )
+    if "G" in letters:
+        print(f"G's TLS client: {loadgen.tls_client_description()}", flush=True)
 
     results: dict[str, Any] = {
         "python": platform.python_version(),

@@ -211,6 +211,14 @@ def fast_tls_client() -> FastTLS | None:
     return FastTLS(SSL)
 
 
+def tls_client_description() -> str:
+    """Which TLS client G's sessions use, for the results."""
+    fast = fast_tls_client()
+    if fast is None:
+        return f"ssl, {ssl.OPENSSL_VERSION} (pyOpenSSL is not installed)"
+    return fast.library
+
+
 class FastTLS:
     """Blocking TLS client connections on pyOpenSSL, bounded by socket timeouts."""
 
@@ -221,16 +229,30 @@ class FastTLS:
 
     @property
     def library(self) -> str:
+        """The client's library, and the key shares its ClientHello really offers."""
         version = self._ssl.OpenSSL_version(self._ssl.OPENSSL_VERSION).decode()
-        conf = os.environ.get("OPENSSL_CONF")
-        groups = "X25519 only" if conf == CLIENT_OPENSSL_CONF else f"groups from {conf}"
-        return f"pyOpenSSL, {version}, {groups}"
+        return f"pyOpenSSL, {version}, key shares: {', '.join(self.key_shares())}"
+
+    def key_shares(self) -> list[str]:
+        """The groups of the key shares in a ClientHello made in memory.
+
+        (Whether openssl-client.cnf took effect depends on when OpenSSL
+        started in this process: this reads what it does, not what was meant.)
+        """
+        conn = self._ssl.Connection(self._context, None)
+        conn.set_tlsext_host_name(b"bench.local")
+        conn.set_connect_state()
+        with contextlib.suppress(self._ssl.WantReadError):
+            conn.do_handshake()
+        groups = _key_share_groups(conn.bio_read(65536))
+        return [_GROUP_NAMES.get(group, f"0x{group:04x}") for group in groups]
 
     def wrap(self, sock: socket.socket) -> _FastTLSSocket:
         # pyOpenSSL needs a blocking descriptor: the kernel's send and receive
         # timeouts bound each call instead of Python's.
         sock.settimeout(None)
-        timeout = struct.pack("ll", int(SOCKET_TIMEOUT), 0)
+        seconds, fraction = divmod(SOCKET_TIMEOUT, 1.0)
+        timeout = struct.pack("ll", int(seconds), max(1, int(fraction * 1e6)))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeout)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeout)
         conn = self._ssl.Connection(self._context, sock)
@@ -239,6 +261,31 @@ class FastTLS:
         wrapped = _FastTLSSocket(self._ssl, conn, sock)
         wrapped.call(conn.do_handshake)
         return wrapped
+
+
+_GROUP_NAMES = {0x001D: "X25519", 0x0017: "P-256", 0x0018: "P-384", 0x11EC: "X25519MLKEM768"}
+
+
+def _key_share_groups(record: bytes) -> list[int]:
+    """The groups of the key_share extension of a TLS record holding a ClientHello."""
+    # Record header (5), handshake header (4), legacy version (2), random (32).
+    at = 5 + 4 + 2 + 32
+    at += 1 + record[at]  # session id
+    at += 2 + int.from_bytes(record[at : at + 2])  # cipher suites
+    at += 1 + record[at]  # compression methods
+    end = at + 2 + int.from_bytes(record[at : at + 2])
+    at += 2
+    while at < end:
+        kind, size = int.from_bytes(record[at : at + 2]), int.from_bytes(record[at + 2 : at + 4])
+        at += 4
+        if kind == 51:  # key_share: a length, then (group, length, key) entries
+            groups, share, stop = [], at + 2, at + size
+            while share < stop:
+                groups.append(int.from_bytes(record[share : share + 2]))
+                share += 4 + int.from_bytes(record[share + 2 : share + 4])
+            return groups
+        at += size
+    return []
 
 
 class _FastTLSSocket:
@@ -478,12 +525,9 @@ def run_scenario(
 
     server_cpu = server_cpu1 - server_cpu0
     body_bytes = len(make_body(scenario.body_size))
-    fast = fast_tls_client() if scenario.tls_auth else None
     return {
         "scenario": scenario.key,
-        "tls_client": (fast.library if fast else f"ssl, {ssl.OPENSSL_VERSION}")
-        if scenario.tls_auth
-        else None,
+        "tls_client": tls_client_description() if scenario.tls_auth else None,
         "window_seconds": duration,
         # Seconds the window lost to slow session start-up (see above).
         "window_started_late_by": late,
