@@ -60,8 +60,8 @@ _LINE_LIMITS = {
     Verb.AUTH: limits.SASL_LINE,
 }
 # The command word of a line we cannot decode or parse: ASCII letters up to
-# a space, a line-ending byte, or the end of what we have.
-_RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
+# a space or tab, a line-ending byte, or the end of what we have.
+_RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \t\r\n]|\Z)")
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 _BETWEEN_TRANSACTIONS = frozenset({State.CONNECTED, State.GREETED})
@@ -438,13 +438,16 @@ class ServerConnection:
         except UnicodeDecodeError:
             self._unless_bdat(line)
             raise _Refusal(self._undecodable(line)) from None
-        word, _, argument = text.partition(" ")
+        # RFC 5321 4.1.1: receivers SHOULD tolerate trailing white space.
+        word, _, argument = text.rstrip(" \t").partition(" ")
         name = ascii_upper(word)
         verb = _VERBS.get(name)
         if verb is None:
             if name in _HTTP_METHODS:
                 self.abort(replies.NOT_SMTP)
                 raise ProtocolError(replies.NOT_SMTP)
+            # "BDAT<TAB>6": no size we can trust, and a chunk may follow.
+            self._unless_bdat(line)
             if len(line) + 2 > limits.COMMAND_LINE:
                 raise _Refusal(replies.LINE_TOO_LONG)
             if name in _NOT_IMPLEMENTED:
@@ -630,7 +633,8 @@ class ServerConnection:
         if b"\r" in line or b"\n" in line or not line.isascii():
             self._end_sasl()
             raise _Refusal(replies.AUTH_BAD_BASE64)
-        self._sasl_input(line.decode("ascii"))
+        # Trailing white space tolerated, as on a command line (RFC 5321 4.1.1).
+        self._sasl_input(line.decode("ascii").rstrip(" \t"))
 
     def _sasl_input(self, text: str, *, initial: bool = False) -> None:
         assert self._sasl is not None

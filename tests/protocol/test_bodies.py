@@ -471,8 +471,9 @@ SMUGGLED = b"MAIL FROM:<ceo@our.example>\r\nRCPT TO:<r@our.example>\r\nDATA\r\nx
         b"bdat %d last\r\r",
         b"BDAT " + b"0" * 600 + b"%d LAST",  # over the 512 octets of a command line
         b"BDAT " + b"0" * (limits.MAX_LINE + 10) + b"%d LAST",  # over what is kept
+        b"BDAT\t%d LAST",  # a tab where the space goes: no command we know
     ],
-    ids=["bare-lf", "bare-cr", "lower-case", "too-long", "far-too-long"],
+    ids=["bare-lf", "bare-cr", "lower-case", "too-long", "far-too-long", "tab"],
 )
 def test_rfc3030_a_bdat_line_refused_unread_ends_the_session(line: bytes) -> None:
     """Its chunk follows unannounced: no byte of it may be read as a command."""

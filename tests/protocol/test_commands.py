@@ -633,6 +633,33 @@ def test_rfc5321_2_3_8_only_crlf_ends_a_command(split: Split) -> None:
     assert dialogue.state is State.GREETED
 
 
+@pytest.mark.parametrize("trailing", [" ", "   ", "\t", " \t "], ids=["sp", "sps", "ht", "mixed"])
+def test_rfc5321_4_1_1_trailing_white_space_is_tolerated(trailing: str) -> None:
+    """'SMTP receivers SHOULD tolerate trailing white space before the terminating <CRLF>.'"""
+    dialogue = Dialogue()
+    lines = [
+        "EHLO client.example",
+        "NOOP",
+        "HELP",
+        "VRFY postmaster",
+        "MAIL FROM:<a@b.example> SIZE=10",
+        "RCPT TO:<r@our.example>",
+        "RSET",
+        "MAIL FROM:<a@b.example>",
+        "RCPT TO:<r@our.example>",
+        "DATA",
+    ]
+    out = dialogue.say(*(line + trailing for line in lines))
+    assert codes(out) == [250, 250, 214, 252, 250, 250, 250, 250, 250, 354]
+    assert dialogue.conn.helo_name == "client.example"
+    assert codes(dialogue.say("body", ".")) == [250]
+    dialogue.say("MAIL FROM:<a@b.example>", "RCPT TO:<r@our.example>")
+    assert codes(dialogue.send(f"BDAT 3 LAST{trailing}\r\nabc".encode())) == [250]
+    assert dialogue.body().endswith(b"abc")
+    assert dialogue.say("QUIT" + trailing) == replies.CLOSING.to_bytes()
+    assert dialogue.conn.error_count == 0
+
+
 def test_rfc5321_4_2_2_a_known_command_with_an_argument_not_utf8_is_501() -> None:
     dialogue = greeted()
     assert (

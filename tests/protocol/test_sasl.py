@@ -149,6 +149,15 @@ def test_rfc4954_4_plain_in_two_steps(split: Split) -> None:
     assert dialogue.state is State.GREETED
 
 
+def test_rfc5321_4_1_1_trailing_white_space_after_auth_and_its_responses_is_tolerated() -> None:
+    dialogue = greeted(SUBMISSION)
+    assert dialogue.say("AUTH LOGIN \t") == b"334 VXNlcm5hbWU6\r\n"
+    assert dialogue.say(b64("alice") + " ") == b"334 UGFzc3dvcmQ6\r\n"
+    assert dialogue.say(b64("secret") + "\t ") == replies.AUTH_OK.to_bytes()
+    [event] = dialogue.of_type(AuthCredentials)
+    assert (event.username, event.password) == ("alice", "secret")  # type: ignore[attr-defined]
+
+
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 def test_rfc4954_4_login_in_three_steps(split: Split) -> None:
     dialogue = greeted(SUBMISSION)
@@ -279,7 +288,7 @@ def test_rfc4954_4_auth_in_a_transaction_is_503() -> None:
         ("AUTH PLAIN a b", replies.AUTH_SYNTAX),
         ("AUTH CRAM-MD5", replies.UNKNOWN_MECHANISM),
         ("AUTH FOO", replies.UNKNOWN_MECHANISM),
-        ("AUTH PLAIN ", replies.AUTH_BAD_BASE64),
+        ("AUTH PLAIN a!b=", replies.AUTH_BAD_BASE64),
     ],
 )
 def test_rfc4954_malformed_auth_commands(command: str, reply: Reply) -> None:
