@@ -153,7 +153,8 @@ class ServerConnection:
         self.helo_name: str | None = None
         #: A successful AUTH has happened in this session.
         self.authenticated = False
-        #: Commands refused so far (the I/O layer applies its error limits).
+        #: Commands refused since the session began or a message was last
+        #: accepted (the I/O layer applies its error limits).
         self.error_count = 0
         self._non_mail_commands = 0
         #: After STARTTLS: the bytes that followed it, to be discarded.
@@ -291,6 +292,11 @@ class ServerConnection:
             self._move(Milestone.AUTH_ENDED)
         else:
             self._end_transaction(Milestone.MESSAGE_ENDED)
+            # A message received forgives the client's errors, as Postfix
+            # does: a relay delivering its queue, one unknown recipient in
+            # each message, must not be slowed and then cut off.  (A new
+            # connection would start from nothing anyway.)
+            self.error_count = 0
         self._reply(reply)
 
     def reject(self, reply: Reply, *, counted: bool = True) -> None:

@@ -660,6 +660,22 @@ def test_rfc5321_4_1_1_trailing_white_space_is_tolerated(trailing: str) -> None:
     assert dialogue.conn.error_count == 0
 
 
+def test_a_message_accepted_forgives_the_errors_before_it_and_a_refused_one_does_not() -> None:
+    refuse = [True]
+
+    def decide(event: object) -> Reply | None:
+        if isinstance(event, MessageComplete) and refuse[0]:
+            return replies.TEMPORARY_FAILURE
+        return None
+
+    dialogue = greeted(decide=decide)
+    dialogue.say("XYZZY", "MAIL FROM:<a@b.example>", "RCPT TO:<r@our.example>", "DATA", "x", ".")
+    assert dialogue.conn.error_count == 1  # the unknown command, still counted
+    refuse[0] = False
+    dialogue.say("XYZZY", "MAIL FROM:<a@b.example>", "RCPT TO:<r@our.example>", "DATA", "x", ".")
+    assert dialogue.conn.error_count == 0
+
+
 def test_rfc5321_4_2_2_a_known_command_with_an_argument_not_utf8_is_501() -> None:
     dialogue = greeted()
     assert (

@@ -1273,6 +1273,31 @@ async def test_unknown_recipients_count_toward_the_error_limits(
         assert await client.closed() == b""
 
 
+async def test_a_relay_delivering_its_queue_is_forgiven_each_unknown_recipient(
+    cert_set: CertSet, autojump_clock: MockClock
+) -> None:
+    """Each message accepted starts the error count over, as Postfix does.
+
+    Without that, a relay sending many messages over one connection, each
+    with one recipient we do not know, would meet growing delays and then
+    421, every message before having been accepted.
+    """
+    config = base_config(soft_error_limit=2, hard_error_limit=5, error_delay=1.0)
+    async with (
+        running(cert_set, config=config) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        start = trio.current_time()
+        for i in range(8):
+            assert (await client.command("MAIL FROM:<relay@b.example>")).code == 250
+            assert (await client.command(f"RCPT TO:<gone{i}@nowhere.example>")).code == 550
+            assert (await client.command("RCPT TO:<bob@example.com>")).code == 250
+            assert (await client.command("DATA")).code == 354
+            assert (await client.command(b"Subject: queued\r\n\r\nhi\r\n.")).code == 250
+        assert trio.current_time() - start == pytest.approx(0, abs=0.1)  # no delay at all
+
+
 async def test_a_refused_bdat_chunk_must_arrive_at_the_minimum_rate(
     cert_set: CertSet, autojump_clock: MockClock
 ) -> None:
