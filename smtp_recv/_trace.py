@@ -185,10 +185,11 @@ class ReceivedHeaders:
             self._head = self._make_head(helo, client_name, protocol, tls)
             self._key = key
         last = f"\tid {message_id}"
-        if recipient is not None and escape(recipient, 256) == recipient:
+        if recipient is not None and "@" in recipient and escape(recipient, 256) == recipient:
             # The clause is optional (RFC 5321 4.4): an address that escaping
             # would change (UTF-8, a quoted local part) is left out rather
-            # than shown as some other address.
+            # than shown as some other address, and so is <Postmaster>,
+            # which is neither a Path nor a Mailbox as the clause requires.
             last += f"\r\n\tfor <{recipient}>"
         return f"{self._head}{last};\r\n\t{_date(time.time())}\r\n".encode("ascii")
 

@@ -121,6 +121,20 @@ async def test_received_header_on_plain_mx_names_helo_ip_host_id_and_single_reci
     assert header_of(helo.data).startswith("Received: from oldstyle.example.org ")
 
 
+async def test_received_header_names_no_recipient_for_bare_postmaster(cert_set: CertSet) -> None:
+    """RFC 5321 4.4: the For clause is a Path or a Mailbox; <Postmaster> is neither."""
+    mailer = RecordingMailer()
+    async with (
+        running(cert_set, mailer=mailer) as server,
+        await Client.connect(server.mx) as client,
+    ):
+        await client.greeting_and_ehlo()
+        assert (await client.send_message("a@example.org", ["Postmaster"])).code == 250
+    (delivered,) = mailer.delivered
+    assert " id " in header_of(delivered.data)
+    assert " for <" not in header_of(delivered.data)
+
+
 async def test_received_header_after_starttls_says_esmtps_with_version_and_cipher(
     cert_set: CertSet,
 ) -> None:
