@@ -22,12 +22,14 @@ class _Overlong:
 LINE_TOO_LONG: Final = _Overlong()
 # How much of an over-long line is kept to name its command.
 _START = 16
+# Leading white space a lenient parser would skip before a command.
+_WHITE_SPACE = b" \t\x0b\x0c"
 
 
 class ReceiveBuffer:
     """Bytes received and not yet parsed."""
 
-    __slots__ = ("_data", "_discarding", "_searched", "skipped_start")
+    __slots__ = ("_data", "_discarding", "_searched", "skipped_bare_line_end", "skipped_start")
 
     def __init__(self) -> None:
         self._data = bytearray()
@@ -35,9 +37,11 @@ class ReceiveBuffer:
         self._searched = 0
         # An over-long line is being skipped until its CRLF.
         self._discarding = False
-        #: The first bytes of the last over-long line, enough to tell which
-        #: command it was meant to be.
+        #: The first bytes of the last over-long line after any leading white
+        #: space, enough to tell which command it was meant to be.
         self.skipped_start = b""
+        #: Whether the last over-long line held a bare CR or LF.
+        self.skipped_bare_line_end = False
 
     def __len__(self) -> int:
         return len(self._data)
@@ -69,22 +73,30 @@ class ReceiveBuffer:
             if len(data) + 1 > limit or self._discarding:
                 # Keep only that possible CR: the buffer stays bounded.
                 keep = 1 if data.endswith(b"\r") else 0
-                if not self._discarding:
-                    self.skipped_start = bytes(data[:_START])
-                del data[: len(data) - keep]
+                self._skip(len(data) - keep)
                 self._searched = 0
                 self._discarding = True
             return None
         self._searched = 0
         if self._discarding or end + 2 > limit:
-            if not self._discarding:
-                self.skipped_start = bytes(data[:_START])
-            del data[: end + 2]
+            self._skip(end)
+            del data[:2]
             self._discarding = False
             return LINE_TOO_LONG
         line = bytes(data[:end])
         del data[: end + 2]
         return line
+
+    def _skip(self, count: int) -> None:
+        """Drop ``count`` bytes of an over-long line, none of them part of its CRLF."""
+        data = self._data
+        if not self._discarding:
+            self.skipped_start = bytes(data[:count].lstrip(_WHITE_SPACE)[:_START])
+            self.skipped_bare_line_end = False
+        # No CRLF lies before ``count``: any CR or LF there is a bare one.
+        if data.find(b"\n", 0, count) >= 0 or data.find(b"\r", 0, count) >= 0:
+            self.skipped_bare_line_end = True
+        del data[:count]
 
     def take(self, count: int) -> bytes:
         """Remove and return up to ``count`` bytes (BDAT chunk contents)."""

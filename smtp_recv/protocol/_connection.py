@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections import deque
 from dataclasses import dataclass
+from typing import NoReturn
 
 from . import _replies as replies
 from . import limits
@@ -62,6 +63,11 @@ _LINE_LIMITS = {
 # The command word of a line we cannot decode or parse: ASCII letters up to
 # a space or tab, a line-ending byte, or the end of what we have.
 _RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \t\r\n]|\Z)")
+# What a more lenient parser (a proxy or filter in front of us) may read as
+# a BDAT command in a line we refuse: after leading white space, with any
+# separator after it, and after a bare CR or LF, which such a parser may
+# take for a line end (Postfix's tokenizer, for one, does all of these).
+_BDAT_LIKE = re.compile(rb"(?:\A|[\r\n])[ \t\x0b\x0c]*BDAT(?![A-Z])", re.IGNORECASE)
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 _BETWEEN_TRANSACTIONS = frozenset({State.CONNECTED, State.GREETED})
@@ -403,7 +409,7 @@ class ServerConnection:
         if (
             closing is not None
             and self._state in _BETWEEN_TRANSACTIONS
-            and (not isinstance(line, bytes) or line.upper() != b"QUIT")
+            and (not isinstance(line, bytes) or line.rstrip(b" \t").upper() != b"QUIT")
         ):
             # Before any other check: a line refused (and answered) for its
             # form would leave the session open for another try.
@@ -416,6 +422,10 @@ class ServerConnection:
                 self._refuse(replies.AUTH_LINE_TOO_LONG)
             else:
                 start = self._buffer.skipped_start
+                if self._buffer.skipped_bare_line_end or not start:
+                    # Where a lenient parser would have ended this line, or
+                    # past the white space we kept, a BDAT may hide unseen.
+                    self._bdat_unreadable()
                 self._unless_bdat(start)
                 # RFC 4954 section 4: an AUTH line too long (its initial
                 # response) has the code of an over-long response.
@@ -697,16 +707,21 @@ class ServerConnection:
         return replies.INVALID_UTF8_ARGUMENT
 
     def _unless_bdat(self, line: bytes) -> None:
-        """End the session if ``line``, which we refuse unread, is a BDAT command.
+        """End the session if ``line``, which we refuse unread, may be a BDAT command.
 
         Its chunk follows it unannounced (RFC 3030 lets the client send it at
         once): with no size we trust, the chunk cannot be framed, and reading
         on would run the chunk's bytes, someone else's message, as commands.
+        Nor may a parser in front of us have seen a BDAT where we see none
+        (``_BDAT_LIKE``): it would frame a chunk that we read as commands.
         ``line`` may be only the start of an over-long line.
         """
-        if _raw_verb(line) is Verb.BDAT:
-            self.abort(replies.BDAT_SYNTAX)
-            raise ProtocolError(replies.BDAT_SYNTAX)
+        if _BDAT_LIKE.search(line) is not None:
+            self._bdat_unreadable()
+
+    def _bdat_unreadable(self) -> NoReturn:
+        self.abort(replies.BDAT_SYNTAX)
+        raise ProtocolError(replies.BDAT_SYNTAX)
 
     def _bdat(self, argument: str) -> None:
         words = argument.split(" ")

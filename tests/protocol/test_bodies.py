@@ -484,6 +484,79 @@ def test_rfc3030_a_bdat_line_refused_unread_ends_the_session(line: bytes) -> Non
     assert len(dialogue.of_type(MailFrom)) == 1  # the transaction's own
 
 
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize(
+    "line",
+    [
+        b" BDAT %d LAST",
+        b"\tBDAT %d LAST",
+        b"BDAT\x0b%d LAST",
+        b"BDAT\x0c%d LAST",
+        b"NOOP\nBDAT %d LAST",
+        b"NOOP\r \tbdat %d LAST",
+        b" " * 600 + b"BDAT %d LAST",  # too long for a command
+        b" " * (limits.MAX_LINE + 10) + b"BDAT %d LAST",  # the command past all that is kept
+        b" " * 10 + b"BDAT " + b"0" * limits.MAX_LINE + b"%d LAST",  # too long, after spaces
+        b"NOOP " + b"x" * limits.MAX_LINE + b"\nBDAT %d LAST",  # too long, a bare LF far in
+        b"NOOP " + b"x" * limits.MAX_LINE + b"\rBDAT %d LAST",  # too long, a bare CR far in
+    ],
+    ids=[
+        "space",
+        "tab",
+        "vt",
+        "ff",
+        "after-lf",
+        "after-cr",
+        "spaces",
+        "far-spaces",
+        "far-after-spaces",
+        "far-lf",
+        "far-cr",
+    ],
+)
+def test_a_line_a_lenient_parser_may_read_as_bdat_ends_the_session(
+    line: bytes, split: Split
+) -> None:
+    """A proxy in front of us that skips white space, splits on any of it, or
+    ends lines at a bare LF (as Postfix's parser does) would see a BDAT here
+    and frame its chunk; we must not read that chunk as commands."""
+    dialogue = in_transaction()
+    out = dialogue.send(line % len(SMUGGLED) + b"\r\n" + SMUGGLED, split)
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert dialogue.state is State.CLOSED
+    assert len(dialogue.of_type(MailFrom)) == 1  # the transaction's own
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        b" NOOP",
+        b"NOOP\nNOOP",
+        b"XBDAT 5",
+        b"NOOP BDAT 5",
+        b" " * 600 + b"NOOP",
+        b"N" * 600,
+        b"NOOP " + b"x" * limits.MAX_LINE,
+        b" " * 10 + b"NOOP " + b"x" * limits.MAX_LINE,
+    ],
+    ids=[
+        "space-noop",
+        "lf-noop",
+        "xbdat",
+        "bdat-argument",
+        "long-spaces-noop",
+        "long",
+        "far",
+        "far-after-spaces",
+    ],
+)
+def test_a_refused_line_no_parser_reads_as_bdat_leaves_the_session_open(line: bytes) -> None:
+    dialogue = in_transaction()
+    out = dialogue.send(line + b"\r\nNOOP\r\n")
+    assert codes(out)[-1] == 250
+    assert dialogue.state is State.RCPT
+
+
 def test_bdat_without_chunking_is_502_and_its_chunk_skipped() -> None:
     dialogue = in_transaction(chunking=False)
     out = dialogue.send(b"BDAT 6 LAST\r\nQUIT\r\nNOOP\r\n")

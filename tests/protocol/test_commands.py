@@ -571,10 +571,11 @@ def test_after_shut_down_a_refused_chunk_outside_a_transaction_is_not_read_on() 
     assert dialogue.state is State.CLOSED
 
 
-def test_after_shut_down_quit_still_gets_221() -> None:
+@pytest.mark.parametrize("line", ["quit", "QUIT ", "quit\t"])
+def test_after_shut_down_quit_still_gets_221(line: str) -> None:
     dialogue = greeted()
     dialogue.conn.shut_down(SHUTDOWN)
-    assert dialogue.say("quit") == b"221 2.0.0 Bye\r\n"
+    assert dialogue.say(line) == b"221 2.0.0 Bye\r\n"
     assert dialogue.events[-1] == ConnectionClosed(reply=replies.CLOSING)
 
 
