@@ -61,8 +61,8 @@ _LINE_LIMITS = {
     Verb.AUTH: limits.SASL_LINE,
 }
 # The command word of a line we cannot decode or parse: ASCII letters up to
-# a space or tab, a line-ending byte, or the end of what we have.
-_RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \t\r\n]|\Z)")
+# a space, a line-ending byte, or the end of what we have.
+_RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
 # What a more lenient parser (a proxy or filter in front of us) may read as
 # a BDAT command in a line we refuse: after leading white space, with any
 # separator after it, and after a bare CR or LF, which such a parser may
