@@ -38,7 +38,8 @@ class ReceiveBuffer:
         # An over-long line is being skipped until its CRLF.
         self._discarding = False
         #: The first bytes of the last over-long line after any leading white
-        #: space, enough to tell which command it was meant to be.
+        #: space (and without NULs), enough to tell which command it was
+        #: meant to be.
         self.skipped_start = b""
         #: Whether the last over-long line held a bare CR or LF.
         self.skipped_bare_line_end = False
@@ -91,8 +92,13 @@ class ReceiveBuffer:
         """Drop ``count`` bytes of an over-long line, none of them part of its CRLF."""
         data = self._data
         if not self._discarding:
-            self.skipped_start = bytes(data[:count].lstrip(_WHITE_SPACE)[:_START])
+            self.skipped_start = b""
             self.skipped_bare_line_end = False
+        if len(self.skipped_start) < _START:
+            # Over as many reads as it takes (a read may end inside the
+            # command's name), and without the NULs a hop may delete.
+            start = self.skipped_start + bytes(data[:count]).replace(b"\0", b"")
+            self.skipped_start = start.lstrip(_WHITE_SPACE)[:_START]
         # No CRLF lies before ``count``: any CR or LF there is a bare one.
         if data.find(b"\n", 0, count) >= 0 or data.find(b"\r", 0, count) >= 0:
             self.skipped_bare_line_end = True

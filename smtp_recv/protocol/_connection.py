@@ -67,7 +67,10 @@ _RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
 # a BDAT command in a line we refuse: after leading white space, with any
 # separator after it, and after a bare CR or LF, which such a parser may
 # take for a line end (Postfix's tokenizer, for one, does all of these).
+# (Matched with the NULs taken out, as a hop that deletes them would.)
 _BDAT_LIKE = re.compile(rb"(?:\A|[\r\n])[ \t\x0b\x0c]*BDAT(?![A-Z])", re.IGNORECASE)
+# The same after a bare CR or LF only: a SASL response, base64, may begin "BDAT".
+_BDAT_AFTER_LINE_END = re.compile(rb"[\r\n][ \t\x0b\x0c]*BDAT(?![A-Z])", re.IGNORECASE)
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 _BETWEEN_TRANSACTIONS = frozenset({State.CONNECTED, State.GREETED})
@@ -417,6 +420,9 @@ class ServerConnection:
             return True
         if line is LINE_TOO_LONG:
             if self._state is State.AUTH:
+                if self._buffer.skipped_bare_line_end:
+                    # Where a lenient parser ended the response, a BDAT may follow.
+                    self._bdat_unreadable()
                 # RFC 4954 section 6: its own code for an over-long response.
                 self._end_sasl()
                 self._refuse(replies.AUTH_LINE_TOO_LONG)
@@ -647,6 +653,8 @@ class ServerConnection:
 
     def _sasl_response(self, line: bytes) -> None:
         if b"\r" in line or b"\n" in line or not line.isascii():
+            if _BDAT_AFTER_LINE_END.search(line.replace(b"\0", b"")) is not None:
+                self._bdat_unreadable()  # see _unless_bdat
             self._end_sasl()
             raise _Refusal(replies.AUTH_BAD_BASE64)
         # Trailing white space tolerated, as on a command line (RFC 5321 4.1.1).
@@ -689,8 +697,10 @@ class ServerConnection:
                 self._abort_message(replies.MESSAGE_TOO_BIG)
             elif reader.bare_line_ending:
                 self._abort_message(replies.BARE_LINE_ENDING_IN_DATA)
+                self._end_after_fake_end(replies.BARE_LINE_ENDING_IN_DATA)
             elif reader.nul:
                 self._abort_message(replies.NUL_IN_DATA)
+                self._end_after_fake_end(replies.NUL_IN_DATA)
             else:
                 self._decide(self._complete(reader.size))
             return True
@@ -716,7 +726,7 @@ class ServerConnection:
         (``_BDAT_LIKE``): it would frame a chunk that we read as commands.
         ``line`` may be only the start of an over-long line.
         """
-        if _BDAT_LIKE.search(line) is not None:
+        if _BDAT_LIKE.search(line.replace(b"\0", b"")) is not None:
             self._bdat_unreadable()
 
     def _bdat_unreadable(self) -> NoReturn:
@@ -839,6 +849,20 @@ class ServerConnection:
         return MessageComplete(
             sender=self._sender or "", recipients=tuple(self._recipients), size=size
         )
+
+    def _end_after_fake_end(self, reply: Reply) -> None:
+        """End the session after a DATA message refused for its bare CR, LF or NUL.
+
+        A parser in front of us that ends DATA at ``<LF>.<LF>`` (or drops
+        NULs, and so ends it at ``<CRLF>.<NUL><CRLF>``) took the message
+        for over there and read what followed as commands: a BDAT, say,
+        whose chunk holds our real end and a whole transaction after it,
+        which we would run as commands that it never saw.  Nothing after
+        such a message is read (Postfix's ``smtpd_forbid_bare_newline``
+        also disconnects).
+        """
+        self._state = State.CLOSED
+        self._events.append(ConnectionClosed(reply=reply))
 
     def _abort_message(self, reply: Reply) -> None:
         self._end_transaction(Milestone.MESSAGE_ENDED)

@@ -163,6 +163,7 @@ rows = [
         before=b"x" * 50_000 + b"\r" + b"x" * 50_000,
         send=END,
         expect=("550 5.5.2",),
+        end="closed",
     ),
     # Twice the size limit, without SIZE: read to its end, then 552.
     Row(

@@ -72,6 +72,7 @@ for name, fake in BARE_FAKE_ENDS.items():
         prelude="data",
         send=attack,
         expect=("550 5.5.2",),
+        end="closed",
         check=_no_smuggled_envelope,
     )
     # Normalising: one message, the smuggled envelope inside it as text.
@@ -87,7 +88,9 @@ for name, fake in BARE_FAKE_ENDS.items():
     )
 for name, fake in NUL_FAKE_ENDS.items():
     attack = HDR + b"line1" + fake + SMUG + END
-    rows += on_both(f"strict-{name}", prelude="data", send=attack, expect=("550 5.6.0",))
+    rows += on_both(
+        f"strict-{name}", prelude="data", send=attack, expect=("550 5.6.0",), end="closed"
+    )
     rows += on_both(
         f"normalising-{name}",
         prelude="data",
@@ -118,6 +121,7 @@ for name in ("lf-dot-lf", "cr-dot-cr", "crlf-dot-lf", "cr-dot-crlf"):
             prelude="starttls-data",
             send=attack,
             expect=("550 5.5.2",),
+            end="closed",
         )
     )
     rows.append(
@@ -142,6 +146,7 @@ for name in ("lf-dot-lf", "cr-dot-crlf", "crlf-dot-lf"):
         before=HDR + b"line1" + BARE_FAKE_ENDS[name] + SMUG,
         send=END,
         expect=("550 5.5.2",),
+        end="closed",
     )
     rows += on_both(
         f"silent-until-end-normalising-{name}",
@@ -202,6 +207,7 @@ for name in ("lf-dot-lf", "cr-dot-cr", "crlf-dot-cr"):
         prelude="data",
         send=_boundaries(attack, BARE_FAKE_ENDS[name]),
         expect=("550 5.5.2",),
+        end="closed",
     )
     rows += on_both(
         f"boundaries-normalising-{name}",
@@ -221,6 +227,7 @@ for name in ("lf-dot-lf", "cr-dot-crlf"):
             prelude="data",
             send=tuple(attack[i : i + 1] for i in range(len(attack))),
             expect=("550 5.5.2",),
+            end="closed",
         )
     )
 rows.append(
@@ -307,12 +314,16 @@ TWO_REASONS = {
     "too-big-then-nul": (_BIG_LINE, _NUL_LINE + END, 1024),
 }
 for name, (first, second, size) in TWO_REASONS.items():
-    # Refused (550 or 552) however the reads fall; nothing delivered.
+    # Refused (550 or 552) however the reads fall; nothing delivered.  A
+    # message over the size limit is refused before its faults are looked
+    # at: the session goes on; one refused for a bare LF or a NUL ends it.
+    end = "open" if name.startswith("too-big") else "closed"
     rows += on_both(
         f"refused-in-one-read-{name}",
         prelude="data",
         send=first + second,
         expect=("55",),
+        end=end,
         config={"max_message_size": size},
     )
     rows += on_both(
@@ -321,6 +332,7 @@ for name, (first, second, size) in TWO_REASONS.items():
         before=first,
         send=second,
         expect=("55",),
+        end=end,
         config={"max_message_size": size},
     )
 

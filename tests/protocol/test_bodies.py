@@ -102,18 +102,23 @@ def test_an_empty_message() -> None:
 
 
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
-def test_rfc5321_2_3_8_bare_lf_in_data_is_read_to_the_end_then_550(split: Split) -> None:
+def test_rfc5321_2_3_8_bare_lf_in_data_is_read_to_the_end_then_550_and_the_end(
+    split: Split,
+) -> None:
+    """Refused whole at the real end; then nothing more is read (see
+    ``_end_after_fake_end``: a lenient parser in front may have ended the
+    message at the bare LF and read what followed as commands)."""
     dialogue = in_transaction()
     out = dialogue.send(b"DATA\r\nline\nwith bare lf\r\nQUIT\r\n.\r\nNOOP\r\n", split)
     answers = parse_replies(out)
-    assert [answer.code for answer in answers] == [354, 550, 250]
+    assert [answer.code for answer in answers] == [354, 550]
     assert (answers[1].code, answers[1].enhanced) == (550, "5.5.2")
     assert not dialogue.of_type(MessageComplete)
     assert dialogue.of_type(MessageAborted) == [
         MessageAborted(reply=replies.BARE_LINE_ENDING_IN_DATA)
     ]
-    assert dialogue.conn.error_count == 1
-    assert dialogue.state is State.GREETED
+    assert dialogue.events[-1] == ConnectionClosed(reply=replies.BARE_LINE_ENDING_IN_DATA)
+    assert dialogue.state is State.CLOSED
 
 
 def test_bare_line_endings_pass_through_verbatim_when_lenient() -> None:
@@ -525,6 +530,52 @@ def test_a_line_a_lenient_parser_may_read_as_bdat_ends_the_session(
     assert out == replies.BDAT_SYNTAX.to_bytes()
     assert dialogue.state is State.CLOSED
     assert len(dialogue.of_type(MailFrom)) == 1  # the transaction's own
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize(
+    "line", [b"\x00BDAT %d LAST", b"BD\x00AT %d LAST"], ids=["nul-before", "nul-inside"]
+)
+def test_a_line_that_is_bdat_once_a_hop_deletes_its_nuls_ends_the_session(
+    line: bytes, split: Split
+) -> None:
+    dialogue = in_transaction()
+    out = dialogue.send(line % len(SMUGGLED) + b"\r\n" + SMUGGLED, split)
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert len(dialogue.of_type(MailFrom)) == 1
+
+
+def test_an_over_long_line_whose_bdat_a_read_splits_ends_the_session() -> None:
+    """What is kept of an over-long line to name its command may take more than one read."""
+    dialogue = in_transaction()
+    assert dialogue.send(b" " * (limits.MAX_LINE - 1) + b"B") == b""
+    out = dialogue.send(b"DAT %d LAST\r\n" % len(SMUGGLED) + SMUGGLED)
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert len(dialogue.of_type(MailFrom)) == 1
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize(
+    "response",
+    [b"abc\nBDAT %d", b"abc\r \tbdat %d LAST", b"A" * (limits.SASL_LINE + 10) + b"\nBDAT %d"],
+    ids=["after-lf", "after-cr", "over-long"],
+)
+def test_an_auth_response_a_lenient_parser_ends_before_a_bdat_ends_the_session(
+    response: bytes, split: Split
+) -> None:
+    dialogue = greeted(tls_active=True, offer_auth=True)
+    assert dialogue.say("AUTH LOGIN") == b"334 VXNlcm5hbWU6\r\n"
+    out = dialogue.send(response % len(SMUGGLED) + b"\r\n" + SMUGGLED, split)
+    assert out == replies.BDAT_SYNTAX.to_bytes()
+    assert not dialogue.of_type(MailFrom)
+    assert dialogue.state is State.CLOSED
+
+
+def test_an_auth_response_may_begin_with_bdat() -> None:
+    """Base64 may: only after a bare CR or LF is it taken for a command."""
+    dialogue = greeted(tls_active=True, offer_auth=True)
+    dialogue.say("AUTH LOGIN")
+    assert dialogue.say("BDATBDAT") == b"334 UGFzc3dvcmQ6\r\n"
 
 
 @pytest.mark.parametrize(

@@ -276,17 +276,19 @@ SMUGGLED = (
 )
 
 
-async def test_reject_bare_line_endings_true_refuses_the_message(cert_set: CertSet) -> None:
+async def test_reject_bare_line_endings_true_refuses_the_message_and_reads_no_more(
+    cert_set: CertSet,
+) -> None:
     mailer = RecordingMailer()
     async with (
         running(cert_set, mailer=mailer) as server,
         await Client.connect(server.mx) as client,
     ):
         await open_data(client)
-        await client.send(SMUGGLED + b".\r\n")
+        await client.send(SMUGGLED + b".\r\nMAIL FROM:<ceo@example.com>\r\n")
         refused = await client.reply()
         assert (refused.code, refused.enhanced) == (550, "5.5.2")
-        assert (await client.command("NOOP")).code == 250
+        assert await client.closed() == b""  # the MAIL after it is never read
     assert mailer.delivered == []
 
 
