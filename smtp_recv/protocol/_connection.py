@@ -854,10 +854,10 @@ class ServerConnection:
         """End the session after a DATA message refused for its bare CR, LF or NUL.
 
         A parser in front of us that ends DATA at ``<LF>.<LF>`` (or drops
-        NULs, and so ends it at ``<CRLF>.<NUL><CRLF>``) took the message
-        for over there and read what followed as commands: a BDAT, say,
-        whose chunk holds our real end and a whole transaction after it,
-        which we would run as commands that it never saw.  Nothing after
+        NULs, and so ends it at ``<CRLF>.<NUL><CRLF>``) took the message to
+        end there and read what followed as commands: a BDAT, say, whose
+        chunk holds our real end and a whole transaction after it, which we
+        would run as commands that it never saw.  Nothing after
         such a message is read (Postfix's ``smtpd_forbid_bare_newline``
         also disconnects).
         """
