@@ -1252,7 +1252,10 @@ class Session:
             self._check_auth_failures(conn)
             if self._closing:
                 return
-        await self._error_limits(conn, event.error_count, delay=not auth_failure)
+        # No delay for a refusal that ends the session (a message with a fake
+        # end): it would only hold the reply back, and the connection.
+        delay = not auth_failure and conn.state is not State.CLOSED
+        await self._error_limits(conn, event.error_count, delay=delay)
 
     async def _refuse(
         self, conn: ServerConnection, reply: Reply, *, client_error: bool = True

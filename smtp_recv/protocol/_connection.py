@@ -695,6 +695,9 @@ class ServerConnection:
             # One verdict from the whole message, whatever arrived first.
             if reader.oversized:
                 self._abort_message(replies.MESSAGE_TOO_BIG)
+                if reader.bare_line_ending or reader.nul:
+                    # Refused for its size first, but a fake end all the same.
+                    self._end_after_fake_end(replies.MESSAGE_TOO_BIG)
             elif reader.bare_line_ending:
                 self._abort_message(replies.BARE_LINE_ENDING_IN_DATA)
                 self._end_after_fake_end(replies.BARE_LINE_ENDING_IN_DATA)

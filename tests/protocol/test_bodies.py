@@ -575,7 +575,20 @@ def test_an_auth_response_may_begin_with_bdat() -> None:
     """Base64 may: only after a bare CR or LF is it taken for a command."""
     dialogue = greeted(tls_active=True, offer_auth=True)
     dialogue.say("AUTH LOGIN")
-    assert dialogue.say("BDATBDAT") == b"334 UGFzc3dvcmQ6\r\n"
+    assert dialogue.say("BDAT\nabcd") == replies.AUTH_BAD_BASE64.to_bytes()
+    assert dialogue.state is State.GREETED
+
+
+def test_a_message_too_big_with_a_fake_end_still_ends_the_session() -> None:
+    """The size refuses it first; the bare LF still made a fake end for some parser."""
+    dialogue = in_transaction(max_message_size=1024)
+    hidden = b"MAIL FROM:<ceo@our.example>\r\nRCPT TO:<r@our.example>\r\nDATA\r\n"
+    out = dialogue.send(
+        b"DATA\r\nline1\n.\nBDAT 2000 LAST\r\n" + b"x" * 2000 + b"\r\n.\r\n" + hidden
+    )
+    assert codes(out) == [354, 552]
+    assert len(dialogue.of_type(MailFrom)) == 1  # the transaction's own
+    assert dialogue.state is State.CLOSED
 
 
 @pytest.mark.parametrize(
