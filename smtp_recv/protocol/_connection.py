@@ -68,9 +68,10 @@ _RAW_VERB = re.compile(rb"([A-Za-z]+)(?:[ \r\n]|\Z)")
 # separator after it, and after a bare CR or LF, which such a parser may
 # take for a line end (Postfix's tokenizer, for one, does all of these).
 # (Matched with the NULs taken out, as a hop that deletes them would.)
-_BDAT_LIKE = re.compile(rb"(?:\A|[\r\n])[ \t\x0b\x0c]*BDAT(?![A-Z])", re.IGNORECASE)
+_BDAT_WORD = rb"[ \t\x0b\x0c]*BDAT(?![A-Z])"
+_BDAT_LIKE = re.compile(rb"(?:\A|[\r\n])" + _BDAT_WORD, re.IGNORECASE)
 # The same after a bare CR or LF only: a SASL response, base64, may begin "BDAT".
-_BDAT_AFTER_LINE_END = re.compile(rb"[\r\n][ \t\x0b\x0c]*BDAT(?![A-Z])", re.IGNORECASE)
+_BDAT_AFTER_LINE_END = re.compile(rb"[\r\n]" + _BDAT_WORD, re.IGNORECASE)
 _TRANSACTION_VERBS = frozenset({Verb.MAIL, Verb.RCPT, Verb.DATA, Verb.BDAT})
 _NON_MAIL_VERBS = frozenset({Verb.NOOP, Verb.VRFY, Verb.HELP, Verb.RSET, Verb.HELO, Verb.EHLO})
 _BETWEEN_TRANSACTIONS = frozenset({State.CONNECTED, State.GREETED})
